@@ -1,1 +1,39 @@
-pub fn open(p: &std::path::Path) -> Result<(), rocksdb::Error> { rocksdb::DB::open_default(p).map(|_| ()) }
+//! Keyed state for stream processing on RocksDB.
+//!
+//! - [`StateStore`]: value, list and map state per key, laid out by key group
+//!   ([`keygroup`]) so an instance's state is one contiguous range and
+//!   rescaling moves whole key groups.
+//! - Every value carries the version of the Avro schema it was written with
+//!   ([`envelope`]); reads resolve older versions to the current schema.
+//! - Event-time [`timers`], TTL in event or processing time.
+//! - Checkpoints to object stores and restore ([`checkpoint`]).
+//!
+//! Byte layouts are specified in `docs/state-format.md`.
+
+pub mod checkpoint;
+pub mod clock;
+pub mod codec;
+pub mod descriptor;
+pub mod envelope;
+pub mod error;
+pub mod iter;
+pub mod keygroup;
+pub mod keys;
+pub mod options;
+pub mod schema;
+pub mod state;
+pub mod store;
+pub mod timers;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{AvroValue, RawBytes, SerdeAvro, ValueCodec};
+pub use descriptor::{KeyFormat, StateDescriptor, StateKind, StateMeta, TimeDomain, TtlConfig};
+pub use error::{ErrorKind, Result, StateError};
+pub use iter::{RawEntry, RawWriter, StateScan};
+pub use keygroup::{key_group_of, KeyGroupRange, DEFAULT_MAX_PARALLELISM};
+pub use options::{RocksTuning, StoreOptions};
+pub use state::{ListState, MapState, ValueState};
+pub use store::{StateStore, STORE_FORMAT_VERSION};
+pub use timers::{Timer, TimerService};
+pub use checkpoint::{restore, Checkpointer, CompletedCheckpoint, TriggeredCheckpoint};
+pub use checkpoint_store::{JobStore, JobStoreOptions, Manifest};

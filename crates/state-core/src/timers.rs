@@ -1,0 +1,141 @@
+//! Event-time timers, kept in RocksDB so they survive restore.
+//!
+//! Layout (column family `__timers`, docs/state-format.md "Timers"):
+//! `[timestamp: ordered i64][key group: u16 BE][key]`, empty value.
+//! Timestamp first, unlike state: firing "everything up to the watermark" is
+//! the hot path and becomes one forward scan; restoring a sub-range filters by
+//! the key group that follows (rare).
+
+use crate::error::{Result, StateError};
+use crate::keys::{decode_ordered_i64, ordered_i64};
+use crate::store::{StateStore, StoreInner, TIMERS_CF};
+use rocksdb::ReadOptions;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub timestamp: i64,
+    pub key_group: u16,
+    pub key: Vec<u8>,
+}
+
+/// Registers, deletes and fires timers of one store.
+#[derive(Clone)]
+pub struct TimerService {
+    store: Arc<StoreInner>,
+}
+
+fn timer_key(timestamp: i64, key_group: u16, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + key.len());
+    out.extend_from_slice(&ordered_i64(timestamp));
+    out.extend_from_slice(&key_group.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+pub(crate) fn decode_timer_key(raw: &[u8]) -> Option<Timer> {
+    let timestamp = decode_ordered_i64(raw)?;
+    let kg = raw.get(8..10)?;
+    Some(Timer {
+        timestamp,
+        key_group: u16::from_be_bytes([kg[0], kg[1]]),
+        key: raw[10..].to_vec(),
+    })
+}
+
+impl TimerService {
+    /// Registers a timer for `key` at `timestamp` (idempotent).
+    pub fn register(&self, key: &[u8], timestamp: i64) -> Result<()> {
+        let kg = self.store.owned_key_group(key)?;
+        let cf = self.store.cf(TIMERS_CF)?;
+        self.store
+            .db
+            .put_cf_opt(cf, timer_key(timestamp, kg, key), [], &self.store.write_opts)
+            .map_err(StateError::rocks("register timer"))
+    }
+
+    pub fn delete(&self, key: &[u8], timestamp: i64) -> Result<()> {
+        let kg = self.store.owned_key_group(key)?;
+        let cf = self.store.cf(TIMERS_CF)?;
+        self.store
+            .db
+            .delete_cf_opt(cf, timer_key(timestamp, kg, key), &self.store.write_opts)
+            .map_err(StateError::rocks("delete timer"))
+    }
+
+    /// Removes and returns up to `limit` timers with timestamp `<= watermark`,
+    /// in timestamp order. Bounded so that a watermark jump (end of input)
+    /// fires in batches and never stalls a checkpoint.
+    pub fn fire_due(&self, watermark: i64, limit: usize, out: &mut Vec<Timer>) -> Result<usize> {
+        if watermark == i64::MAX {
+            return self.fire_range(None, limit, out);
+        }
+        self.fire_range(Some(ordered_i64(watermark + 1).to_vec()), limit, out)
+    }
+
+    fn fire_range(&self, upper: Option<Vec<u8>>, limit: usize, out: &mut Vec<Timer>) -> Result<usize> {
+        let cf = self.store.cf(TIMERS_CF)?;
+        let mut ro = ReadOptions::default();
+        if let Some(u) = upper {
+            ro.set_iterate_upper_bound(u);
+        }
+        let mut it = self.store.db.raw_iterator_cf_opt(cf, ro);
+        it.seek_to_first();
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut fired = 0;
+        while fired < limit {
+            let Some(k) = it.key() else { break };
+            let timer = decode_timer_key(k).ok_or_else(|| StateError::Corrupt {
+                state: TIMERS_CF.into(),
+                what: "timer key",
+                reason: format!("{} bytes", k.len()),
+            })?;
+            batch.delete_cf(cf, k);
+            out.push(timer);
+            fired += 1;
+            it.next();
+        }
+        it.status().map_err(StateError::rocks("scan timers"))?;
+        if fired > 0 {
+            self.store
+                .db
+                .write_opt(batch, &self.store.write_opts)
+                .map_err(StateError::rocks("delete fired timers"))?;
+        }
+        Ok(fired)
+    }
+
+    /// Timestamp of the earliest registered timer.
+    pub fn next_timestamp(&self) -> Result<Option<i64>> {
+        let cf = self.store.cf(TIMERS_CF)?;
+        let mut it = self.store.db.raw_iterator_cf(cf);
+        it.seek_to_first();
+        let next = it.key().and_then(decode_ordered_i64);
+        it.status().map_err(StateError::rocks("scan timers"))?;
+        Ok(next)
+    }
+
+    /// Every timer, in timestamp order (tools, savepoints).
+    pub fn all(&self) -> Result<Vec<Timer>> {
+        let cf = self.store.cf(TIMERS_CF)?;
+        let mut it = self.store.db.raw_iterator_cf(cf);
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            if let Some(t) = decode_timer_key(k) {
+                out.push(t);
+            }
+            it.next();
+        }
+        it.status().map_err(StateError::rocks("scan timers"))?;
+        Ok(out)
+    }
+}
+
+impl StateStore {
+    pub fn timers(&self) -> TimerService {
+        TimerService {
+            store: self.inner.clone(),
+        }
+    }
+}
