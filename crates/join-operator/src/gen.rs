@@ -22,7 +22,8 @@ use crate::event::{CsvRecord, Impression, Play, JOIN_WINDOW_MS};
 
 /// First event time of every generated workload (2023-11-14T22:13:20Z).
 pub const START_TS_MS: i64 = 1_700_000_000_000;
-const RECENT_KEYS: usize = 1024;
+/// Keys shown within this much event time can be shown again.
+const REPEAT_HORIZON_MS: f64 = 3.0 * 3_600_000.0;
 const DEVICES: [&str; 4] = ["tv", "mobile", "web", "tablet"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +178,12 @@ struct ImpRec {
     device: u8,
 }
 
+/// How many impressions fall within the repeat horizon.
+fn recent_capacity(cfg: &GenConfig) -> usize {
+    let per_ms = cfg.impressions as f64 / cfg.span() as f64;
+    ((per_ms * REPEAT_HORIZON_MS) as usize).clamp(1, 4 << 20)
+}
+
 /// Field order matters: the derived `Ord` sorts pending plays by `(ts, id)`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct PlayRec {
@@ -254,6 +261,8 @@ struct Generator<'c, A: Write, B: Write> {
     /// Plays created but whose event time has not come yet, by ts.
     pending: BinaryHeap<Reverse<PlayRec>>,
     recent_keys: Vec<(i64, i64)>,
+    recent_cap: usize,
+    recent_next: usize,
     next_play_id: i64,
     profiles: u64,
     titles: u64,
@@ -269,7 +278,9 @@ impl<'c, A: Write, B: Write> Generator<'c, A, B> {
             imps: StreamOut::new(a, &Impression::header())?,
             plays: StreamOut::new(b, &Play::header())?,
             pending: BinaryHeap::new(),
-            recent_keys: Vec::with_capacity(RECENT_KEYS),
+            recent_keys: Vec::new(),
+            recent_cap: recent_capacity(cfg),
+            recent_next: 0,
             next_play_id: 1,
             profiles: (cfg.impressions / 8).max(10),
             titles: (cfg.impressions / 200).clamp(100, 100_000),
@@ -349,24 +360,25 @@ impl<'c, A: Write, B: Write> Generator<'c, A, B> {
     }
 
     fn fresh_key(&mut self) -> (i64, i64) {
-        let profile = 1 + self.skewed(self.profiles, 3.0);
-        let title = 1 + self.skewed(self.titles, 2.0);
+        let profile = 1 + self.skewed(self.profiles, 2.0);
+        let title = 1 + self.skewed(self.titles, 1.5);
         (profile, title)
     }
 
-    /// Half the time a key shown moments ago, so that a play can match
-    /// several impressions; otherwise a fresh, skewed one.
+    /// Half the time a key shown in the last hours (sometimes within the
+    /// join window, so that a play can match several impressions);
+    /// otherwise a fresh, skewed one.
     fn pick_key(&mut self) -> (i64, i64) {
-        let key = if !self.recent_keys.is_empty() && self.rng.gen_bool(0.5) {
-            self.recent_keys[self.rng.gen_range(0..self.recent_keys.len())]
-        } else {
-            self.fresh_key()
-        };
-        if self.recent_keys.len() < RECENT_KEYS {
+        if !self.recent_keys.is_empty() && self.rng.gen_bool(0.5) {
+            // Repeats do not re-enter the pool: no rich-get-richer chains.
+            return self.recent_keys[self.rng.gen_range(0..self.recent_keys.len())];
+        }
+        let key = self.fresh_key();
+        if self.recent_keys.len() < self.recent_cap {
             self.recent_keys.push(key);
         } else {
-            let slot = self.rng.gen_range(0..RECENT_KEYS);
-            self.recent_keys[slot] = key;
+            self.recent_keys[self.recent_next] = key;
+            self.recent_next = (self.recent_next + 1) % self.recent_cap;
         }
         key
     }
