@@ -4,6 +4,7 @@
 //! - parse: both files through `CsvSource` plus a hash of each join key;
 //! - merged: both through `MergedSources` (merge order + watermarks + late check);
 //! - oracle: the batch join with late events, as `validate` runs it.
+//!
 //! Prints events/s, ratios to the baseline and peak RSS (VmHWM).
 //!
 //! `cargo run --release -p join-operator --bin bench-ingest -- [--size small|medium|large] [--dir DIR] [--seed S]`
