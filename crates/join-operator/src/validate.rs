@@ -267,6 +267,35 @@ fn list_late(s: &mut String, what: &str, list: &[Diff<LateId>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    proptest! {
+        /// The merge walk agrees with counting both sides in maps.
+        #[test]
+        fn multiset_compare_matches_counting(
+            mut a in proptest::collection::vec(0u8..20, 0..60),
+            mut b in proptest::collection::vec(0u8..20, 0..60),
+        ) {
+            a.sort_unstable();
+            b.sort_unstable();
+            let count = |v: &[u8]| v.iter().fold(BTreeMap::new(), |mut m, x| {
+                *m.entry(*x).or_insert(0u64) += 1;
+                m
+            });
+            let (ca, cb) = (count(&a), count(&b));
+            let (mut missing, mut extra, mut dup) = (0, 0, 0);
+            for v in 0u8..20 {
+                let (e, f) = (ca.get(&v).copied().unwrap_or(0), cb.get(&v).copied().unwrap_or(0));
+                if f < e { missing += e - f }
+                else if e == 0 { extra += f }
+                else { dup += f - e }
+            }
+            let d = compare_sorted(&a, &b, 100);
+            prop_assert_eq!((d.missing, d.extra, d.duplicated), (missing, extra, dup));
+            prop_assert_eq!(d.is_equal(), a == b);
+        }
+    }
 
     #[test]
     fn multiset_compare_counts_each_kind() {

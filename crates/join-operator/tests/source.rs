@@ -199,3 +199,28 @@ fn merged_order_resumes_identically() {
     assert_eq!(&first[..], &all[..1_234]);
     assert_eq!(&rest[..], &all[1_234..]);
 }
+
+/// A line longer than the read buffer (1 MiB) is read whole, and offsets
+/// around it stay exact.
+#[test]
+fn lines_longer_than_the_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = "x".repeat(3 << 20);
+    let p = write(
+        dir.path(),
+        "imps.csv",
+        &format!("{IMP_HEADER}\n1,2,3,4,5,6,tv\n2,2,3,4,5,6,{device}\n3,2,3,4,5,6,web\n"),
+    );
+    let mut src = CsvSource::<Impression>::open(&p, 0).unwrap();
+    let mut out = Vec::new();
+    src.next_batch(2, &mut out).unwrap();
+    assert_eq!(out[1].device.len(), 3 << 20);
+    let rest = drain(
+        &mut CsvSource::<Impression>::open(&p, src.offset()).unwrap(),
+        5,
+    );
+    assert_eq!(
+        rest.iter().map(|i| i.impression_id).collect::<Vec<_>>(),
+        [3]
+    );
+}
