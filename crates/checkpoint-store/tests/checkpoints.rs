@@ -74,8 +74,8 @@ async fn second_checkpoint_uploads_only_new_files_even_after_restart() {
             .count(),
         2
     );
-    assert!(put >= 50_000 && put < 60_000, "uploaded {put}");
-    assert!(m2.uploaded_bytes >= 50_000 && m2.uploaded_bytes < 60_000);
+    assert!((50_000..60_000).contains(&put), "uploaded {put}");
+    assert!((50_000..60_000).contains(&m2.uploaded_bytes));
 
     // A restarted writer learns what is there from the manifests.
     let w2 = job.claim_epoch().await.unwrap();
@@ -328,7 +328,8 @@ async fn hostile_manifests_are_refused_before_any_file_is_written() {
     )
     .unwrap();
     let dest = tmp.path().join("dest");
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, ErrorKind)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, ErrorKind)> = vec![
         (
             "escape",
             Box::new(|v| {
