@@ -39,6 +39,8 @@ pub enum Action {
     FailPermanent,
     /// Sleep, then a retryable error, as a timed-out request.
     Timeout(Duration),
+    /// A `NotFound` answer, as a stale read of an object that exists.
+    NotFound,
     /// The store keeps only the first `n` bytes of a put (or, for multipart,
     /// only the first part) and the request reports success.
     Truncate(usize),
@@ -131,6 +133,10 @@ impl FaultStore {
                 tokio::time::sleep(d).await;
                 Err(injected(path, "injected timeout"))
             }
+            Some(Action::NotFound) => Err(object_store::Error::NotFound {
+                path: path.to_string(),
+                source: "injected stale read".into(),
+            }),
             Some(Action::FailPermanent) => Err(object_store::Error::PermissionDenied {
                 path: path.to_string(),
                 source: "injected permanent failure".into(),

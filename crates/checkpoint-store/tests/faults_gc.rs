@@ -433,3 +433,26 @@ async fn savepoint_references_keep_shared_objects() {
     assert!(!report.shared.contains(sst));
     assert!(object_keys(&base).await.contains(&format!("j/{sst}")));
 }
+
+#[tokio::test]
+async fn conditional_create_fences_a_zombie_even_after_a_stale_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, fault, job) = faulty(fast_opts());
+    let zombie = job.claim_epoch().await.unwrap();
+    let newer = job.claim_epoch().await.unwrap();
+    let slot = format!("chk-{}/_manifest", zombie.next_id().await);
+    fault.add(Fault::new(Op::Get, &slot, Some(1), Action::NotFound));
+    let d = tmp.path().join("d");
+    let files = make_dir(&d, &[1], 1_000, "z");
+    let err = zombie
+        .commit_checkpoint(&d, &files, meta(serde_json::json!("z")))
+        .await
+        .unwrap_err();
+    assert_eq!(fault.injected(), 1);
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    assert!(job.latest().await.unwrap().is_none());
+    newer
+        .commit_checkpoint(&d, &files, meta(serde_json::json!("n")))
+        .await
+        .unwrap();
+}
