@@ -9,8 +9,10 @@ mod encode;
 mod error;
 mod json;
 mod rabin;
+pub mod registry;
 mod resolve;
 mod schema;
+pub mod server;
 mod values;
 mod wire;
 
@@ -19,5 +21,10 @@ pub use compat::{check_compatibility, Incompatibility, IncompatibilityKind};
 pub use encode::encode_value;
 pub use error::{DecodeError, EncodeError, ResolveError, SchemaError};
 pub use json::value_to_json;
+pub use registry::{
+    open_registry, CompatIssue, CompatibilityLevel, FolderStorage, MemoryStorage, Registered,
+    Registry, RegistryError, RemoteRegistry, Role, SchemaRegistry, Storage, StorageError,
+    SubjectVersion, VersionSelector,
+};
 pub use resolve::{decode_value, Resolver};
 pub use schema::AvroSchema;
