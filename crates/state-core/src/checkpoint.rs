@@ -133,21 +133,26 @@ impl Checkpointer {
         self.in_flight += 1;
         let writer = self.writer.clone();
         let tx = self.tx.clone();
-        self.runtime.spawn(async move {
-            let upload_start = Instant::now();
-            let result = writer
-                .commit_checkpoint(&dir, &files, meta)
-                .await
-                .map_err(StateError::from);
-            // The staging copy is only hard links; the store keeps its files.
-            let _ = tokio::fs::remove_dir_all(&dir).await;
-            let _ = tx.send(CompletedCheckpoint {
-                sequence,
-                sync_pause,
-                upload_time: upload_start.elapsed(),
-                result,
-            });
-        });
+        let runtime = self.runtime.clone();
+        // A plain thread driving the upload with `block_on`: the upload future
+        // borrows across its stages, which `spawn`'s 'static bound forbids.
+        std::thread::Builder::new()
+            .name(format!("checkpoint-{sequence}"))
+            .spawn(move || {
+                let upload_start = Instant::now();
+                let result = runtime
+                    .block_on(writer.commit_checkpoint(&dir, &files, meta))
+                    .map_err(StateError::from);
+                // The staging copy is only hard links; the store keeps its files.
+                let _ = std::fs::remove_dir_all(&dir);
+                let _ = tx.send(CompletedCheckpoint {
+                    sequence,
+                    sync_pause,
+                    upload_time: upload_start.elapsed(),
+                    result,
+                });
+            })
+            .map_err(StateError::io("starting the upload thread"))?;
         Ok(Some(TriggeredCheckpoint { sequence, sync_pause }))
     }
 

@@ -2,7 +2,7 @@
 //! schema reconciliation, and the handles operators use.
 
 use crate::clock::Clock;
-use crate::descriptor::{StateDescriptor, StateKind, StateMeta, TimeDomain};
+use crate::descriptor::{StateKind, StateMeta, TimeDomain};
 use crate::envelope::{self, Envelope};
 use crate::error::{Result, StateError};
 use crate::keygroup::{check_max_parallelism, key_group_of, KeyGroupRange};
