@@ -8,7 +8,7 @@ source scripts/env.sh
 
 endpoint=$(scripts/s3-server.sh start)
 trap 'scripts/s3-server.sh stop' EXIT
-export S3_TEST_ENDPOINT="$endpoint"
+export S3_TEST_ENDPOINT="$endpoint" AWS_ENDPOINT_URL="$endpoint"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
 echo "test: S3-compatible server at $S3_TEST_ENDPOINT"
 

@@ -121,7 +121,8 @@ impl Checkpointer {
         }
         let files = store.local_checkpoint(&dir)?;
         let meta = CheckpointMeta {
-            id: sequence,
+            // The writer assigns the next id of the job's log.
+            id: 0,
             parent: None,
             key_group_range: (store.key_groups().start, store.key_groups().end),
             max_parallelism: store.max_parallelism(),
