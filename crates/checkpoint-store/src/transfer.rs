@@ -16,6 +16,9 @@ use crate::manifest::{checksum_hex, Compression};
 
 const READ_CHUNK: usize = 1 << 20;
 
+/// Objects up to this size are fetched in one piece on restore.
+const WHOLE_OBJECT_LIMIT: u64 = 16 << 20;
+
 /// Reads a whole (small) file.
 pub(crate) async fn read_file(path: &FsPath) -> Result<Bytes, CheckpointError> {
     tokio::fs::read(path)
@@ -173,10 +176,24 @@ pub(crate) async fn download(
         },
         e => CheckpointError::store("get", location, e),
     })?;
-    let mut file = tokio::fs::File::create(dest)
+    let file = tokio::fs::File::create(dest)
         .await
         .map_err(|e| CheckpointError::io("create", dest, e))?;
+    // Stores yield small chunks (8 KiB for local files); write in big ones.
+    let mut file = tokio::io::BufWriter::with_capacity(READ_CHUNK, file);
     let (checksum, size) = match expected.compression {
+        // Small objects in one request body: some stores (local files)
+        // stream in tiny chunks that cost a blocking task each.
+        Compression::None if expected.size <= WHOLE_OBJECT_LIMIT => {
+            let bytes = result
+                .bytes()
+                .await
+                .map_err(|e| CheckpointError::store("get", location, e))?;
+            file.write_all(&bytes)
+                .await
+                .map_err(|e| CheckpointError::io("write", dest, e))?;
+            (hash_bytes(&bytes), bytes.len() as u64)
+        }
         Compression::None => {
             let mut stream = result.into_stream();
             let mut hasher = Xxh3::new();
@@ -226,7 +243,8 @@ pub(crate) async fn download(
         .await
         .map_err(|e| CheckpointError::io("flush", dest, e))?;
     if fsync {
-        file.sync_all()
+        file.get_ref()
+            .sync_all()
             .await
             .map_err(|e| CheckpointError::io("fsync", dest, e))?;
     }
