@@ -412,6 +412,9 @@ impl Resolver {
             }
             Op::Record(i) => {
                 let plan = &self.records[*i];
+                if plan.streaming {
+                    return self.record_value_in_order(plan, cur, depth);
+                }
                 let mut slots: Vec<Value> = vec![Value::Null; plan.names.len()];
                 for step in &plan.steps {
                     match step {
@@ -442,6 +445,27 @@ impl Resolver {
                 Value::Union(*index, Box::new(self.value(op, cur, depth + 1)?))
             }
         })
+    }
+
+    /// Record whose writer fields come in reader order: build the field list directly.
+    fn record_value_in_order(&self, plan: &RecordPlan, cur: &mut Cursor<'_>, depth: usize) -> Result<Value, DecodeError> {
+        let mut fields: Vec<(String, Value)> = Vec::with_capacity(plan.names.len());
+        let mut defaults = plan.defaults.iter().peekable();
+        for step in &plan.steps {
+            match step {
+                Step::Skip(op) => self.run(op, cur, &mut Discard, depth + 1)?,
+                Step::Read { op, pos, .. } => {
+                    while let Some((dpos, _, v)) = defaults.next_if(|d| d.0 < *pos) {
+                        fields.push((plan.names[*dpos].clone(), v.clone()));
+                    }
+                    fields.push((plan.names[*pos].clone(), self.value(op, cur, depth + 1)?));
+                }
+            }
+        }
+        for (dpos, _, v) in defaults {
+            fields.push((plan.names[*dpos].clone(), v.clone()));
+        }
+        Ok(Value::Record(fields))
     }
 
     fn value_blocks(
