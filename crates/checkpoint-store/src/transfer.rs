@@ -176,11 +176,7 @@ pub(crate) async fn download(
         },
         e => CheckpointError::store("get", location, e),
     })?;
-    let file = tokio::fs::File::create(dest)
-        .await
-        .map_err(|e| CheckpointError::io("create", dest, e))?;
-    // Stores yield small chunks (8 KiB for local files); write in big ones.
-    let mut file = tokio::io::BufWriter::with_capacity(READ_CHUNK, file);
+    let mut file = LazyFile { dest, file: None };
     let (checksum, size) = match expected.compression {
         // Small objects in one request body: some stores (local files)
         // stream in tiny chunks that cost a blocking task each.
@@ -189,10 +185,13 @@ pub(crate) async fn download(
                 .bytes()
                 .await
                 .map_err(|e| CheckpointError::store("get", location, e))?;
-            file.write_all(&bytes)
-                .await
-                .map_err(|e| CheckpointError::io("write", dest, e))?;
-            (hash_bytes(&bytes), bytes.len() as u64)
+            // Verify before writing: one blocking write, nothing written if bad.
+            let (checksum, size) = (hash_bytes(&bytes), bytes.len() as u64);
+            if checksum == expected.checksum && size == expected.size {
+                write_whole(dest, bytes, fsync).await?;
+                return Ok(());
+            }
+            (checksum, size)
         }
         Compression::None => {
             let mut stream = result.into_stream();
@@ -208,9 +207,7 @@ pub(crate) async fn download(
                     ));
                 }
                 hasher.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(|e| CheckpointError::io("write", dest, e))?;
+                file.write_all(&chunk).await?;
             }
             (checksum_hex(hasher.digest128()), size)
         }
@@ -221,9 +218,7 @@ pub(crate) async fn download(
                 .map_err(|e| CheckpointError::store("get", location, e))?;
             let bytes = decompress(&compressed, expected.size)
                 .map_err(|e| corrupt(expected, format!("zstd decode of {location}: {e}")))?;
-            file.write_all(&bytes)
-                .await
-                .map_err(|e| CheckpointError::io("write", dest, e))?;
+            file.write_all(&bytes).await?;
             (hash_bytes(&bytes), bytes.len() as u64)
         }
     };
@@ -239,16 +234,67 @@ pub(crate) async fn download(
             format!("checksum {checksum}, manifest says {}", expected.checksum),
         ));
     }
-    file.flush()
-        .await
-        .map_err(|e| CheckpointError::io("flush", dest, e))?;
-    if fsync {
-        file.get_ref()
-            .sync_all()
-            .await
-            .map_err(|e| CheckpointError::io("fsync", dest, e))?;
+    file.finish(fsync).await
+}
+
+/// Writes a verified object in one blocking call.
+async fn write_whole(dest: &FsPath, bytes: Bytes, fsync: bool) -> Result<(), CheckpointError> {
+    let path = dest.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::create(&path)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        if fsync {
+            f.sync_all()?;
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await
+    .map_err(|e| CheckpointError::Task(e.to_string()))?
+    .map_err(|e| CheckpointError::io("write", dest, e))
+}
+
+/// A destination file created on first write, buffered: stores yield small
+/// chunks (8 KiB for local files) and each tokio write is a blocking task.
+struct LazyFile<'a> {
+    dest: &'a FsPath,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+}
+
+impl LazyFile<'_> {
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
+        if self.file.is_none() {
+            let f = tokio::fs::File::create(self.dest)
+                .await
+                .map_err(|e| CheckpointError::io("create", self.dest, e))?;
+            self.file = Some(tokio::io::BufWriter::with_capacity(READ_CHUNK, f));
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(bytes)
+                .await
+                .map_err(|e| CheckpointError::io("write", self.dest, e))?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    async fn finish(self, fsync: bool) -> Result<(), CheckpointError> {
+        let dest = self.dest;
+        let Some(mut f) = self.file else {
+            // Empty file.
+            return tokio::fs::write(dest, b"")
+                .await
+                .map_err(|e| CheckpointError::io("write", dest, e));
+        };
+        f.flush()
+            .await
+            .map_err(|e| CheckpointError::io("flush", dest, e))?;
+        if fsync {
+            f.get_ref()
+                .sync_all()
+                .await
+                .map_err(|e| CheckpointError::io("fsync", dest, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Decompresses at most `limit` bytes (plus one, to detect a longer stream):
