@@ -1,5 +1,15 @@
-//! The streaming job (`stream-join run`). PLACEHOLDER: the argument
-//! interface is final; the operator itself lands on top of `state-core`.
+//! The streaming job (`stream-join run`): sources, the join operator on
+//! `state-core`, checkpoints to an object store and the transactional sinks,
+//! wired so that a killed and restored run commits exactly the rows of an
+//! uninterrupted one.
+//!
+//! Threads: one coordinator reads both CSV files in merge order, computes the
+//! watermark and routes events by key group to P worker threads, each owning
+//! a key-group range of one shared `StateStore`. A checkpoint is a barrier:
+//! the coordinator stops routing, every worker pre-commits its sinks, the
+//! store takes its short synchronous checkpoint, routing resumes while the
+//! upload runs; when the checkpoint is durable the workers publish the
+//! output files of that checkpoint.
 
 use std::path::PathBuf;
 
@@ -58,22 +68,861 @@ pub struct RunArgs {
     pub stop_after_events: Option<u64>,
 }
 
+use crate::event::{CsvRecord, JoinedRow, LateEvent};
+use crate::operator::{
+    self, schemas, JoinConfig, JoinOperator, OperatorError, OperatorStats, Output,
+};
+use crate::sink::{self, SinkError, SinkState, TxnSink};
+use crate::source::{Arrival, MergeOffsets, MergedSources, SourceError, Watermarks};
+use schema_registry::AvroSchema;
+use serde::Deserialize;
+use state_core::checkpoint::{io_runtime, open_job};
+use state_core::{
+    Checkpointer, CompletedCheckpoint, JobStoreOptions, KeyGroupRange, StateStore, StoreOptions,
+};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
 /// What a finished run reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunSummary {
     pub events: u64,
     pub rows: u64,
     pub late_events: u64,
+    /// Checkpoints completed by this run.
     pub checkpoints: u64,
+    /// The checkpoint this run started from.
+    pub restored_from: Option<u64>,
+    /// Events of the whole input already processed before this run started.
+    pub events_before_restore: u64,
+    pub elapsed_ms: u64,
+    /// CPU seconds (user + system) of the process.
+    pub cpu_seconds: f64,
+    pub events_per_second: f64,
+    pub events_per_cpu_second: f64,
+    pub peak_rss_mib: f64,
+    pub state_bytes: u64,
+    pub max_sync_pause_ms: f64,
+    pub uploaded_bytes: u64,
+    pub timers_fired: u64,
+    pub entries_dropped: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("run: not implemented yet")]
-    NotImplemented,
+    #[error("invalid arguments: {0}")]
+    Args(String),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] state_core::StateError),
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("schema: {0}")]
+    Schema(String),
+    #[error("checkpoint {id}: {reason}")]
+    CheckpointMeta { id: u64, reason: String },
+    #[error("worker {0} stopped unexpectedly")]
+    WorkerLost(usize),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
+/// What the job commits with each checkpoint, next to the state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobCheckpoint {
+    pub format_version: u32,
+    pub offsets: MergeOffsets,
+    pub watermarks: Watermarks,
+    pub parallelism: u32,
+    pub sinks: Vec<SinkState>,
+    pub late_sinks: Vec<SinkState>,
+    pub events: u64,
+    pub rows: u64,
+    pub late_events: u64,
+}
+
+const JOB_CHECKPOINT_FORMAT: u32 = 1;
+const ROUTE_BATCH: usize = 1024;
+const LATE_HEADER_DIR: &str = "late";
+
 /// Runs the job to the end of its input.
-pub fn run(_args: &RunArgs) -> Result<RunSummary, JobError> {
-    Err(JobError::NotImplemented)
+pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
+    let started = Instant::now();
+    let plan = Plan::new(args)?;
+    let impression_schema = impression_schema(args)?;
+    let runtime = io_runtime()?;
+    let job = open_job(
+        &runtime,
+        &plan.job_url,
+        JobStoreOptions {
+            retain: 3,
+            ..JobStoreOptions::default()
+        },
+    )?;
+
+    let work = args.output.join(".job");
+    let state_dir = work.join(format!("state-{}", plan.tag));
+    if state_dir.exists() {
+        // The local store is a cache of the last checkpoint: durability comes
+        // from the object store, so a leftover directory is discarded.
+        std::fs::remove_dir_all(&state_dir)
+            .map_err(io_err(format!("clearing {}", state_dir.display())))?;
+    }
+    std::fs::create_dir_all(&work).map_err(io_err(format!("creating {}", work.display())))?;
+    let store_opts = StoreOptions::new(operator::descriptors(impression_schema.json()))
+        .with_max_parallelism(plan.max_parallelism)
+        .with_key_groups(plan.key_groups);
+
+    let start_id = match args.from_checkpoint {
+        Some(id) => Some(id),
+        None => runtime
+            .block_on(job.latest())
+            .map_err(state_core::StateError::from)?
+            .map(|m| m.id),
+    };
+    if args.from_savepoint.is_some() {
+        return Err(JobError::Args(
+            "--from-savepoint: restore a savepoint with `savepoint restore SRC --to DIR` into a checkpoint folder, then run from it"
+                .into(),
+        ));
+    }
+    let (store, resumed) = match start_id {
+        Some(id) => {
+            let (store, manifest) =
+                state_core::restore(&runtime, &job, Some(id), &state_dir, store_opts)?;
+            let meta: JobCheckpoint =
+                serde_json::from_value(manifest.user.clone()).map_err(|e| {
+                    JobError::CheckpointMeta {
+                        id: manifest.id,
+                        reason: format!("job metadata does not parse: {e}"),
+                    }
+                })?;
+            (store, Some((manifest.id, meta)))
+        }
+        None => (StateStore::open(&state_dir, store_opts)?, None),
+    };
+
+    let mut checkpointer = Checkpointer::start(
+        runtime.clone(),
+        job,
+        work.join(format!("staging-{}", plan.tag)),
+    )?;
+    let late_dir = args.output.join(LATE_HEADER_DIR);
+    let sinks = recover_sinks(
+        &plan,
+        &args.output,
+        &late_dir,
+        resumed.as_ref().map(|(_, m)| m),
+    )?;
+    let (offsets, watermarks, before) = match &resumed {
+        Some((_, m)) => (
+            m.offsets,
+            m.watermarks.clone(),
+            (m.events, m.rows, m.late_events),
+        ),
+        None => (
+            MergeOffsets::default(),
+            Watermarks::new(args.out_of_order_ms),
+            (0, 0, 0),
+        ),
+    };
+    let sources = MergedSources::open_csv(&args.impressions, &args.plays, offsets, watermarks)?;
+
+    let cfg = JoinConfig {
+        allowed_lateness_ms: args.allowed_lateness_ms,
+        ..JoinConfig::default()
+    };
+    let workers = spawn_workers(&store, &plan, cfg, sinks)?;
+    let mut coordinator = Coordinator {
+        args,
+        plan: &plan,
+        store: &store,
+        checkpointer: &mut checkpointer,
+        workers,
+        pending: Vec::new(),
+        last_checkpoint: Instant::now(),
+        events_since_checkpoint: 0,
+        summary: RunSummary {
+            restored_from: resumed.as_ref().map(|(id, _)| *id),
+            events_before_restore: before.0,
+            ..RunSummary::default()
+        },
+        totals_before: before,
+        events_routed: 0,
+        progress: Progress::new(),
+    };
+    coordinator.run(sources)?;
+    let mut summary = coordinator.finish()?;
+    summary.elapsed_ms = started.elapsed().as_millis() as u64;
+    summary.cpu_seconds = cpu_seconds();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    summary.events_per_second = summary.events as f64 / secs;
+    summary.events_per_cpu_second = summary.events as f64 / summary.cpu_seconds.max(1e-9);
+    summary.peak_rss_mib = peak_rss_mib();
+    summary.state_bytes = store.approximate_size();
+    Ok(summary)
+}
+
+/// Validated numbers and names derived from the arguments.
+struct Plan {
+    job_url: String,
+    /// Names this process's local folders: `all` or `<index>-of-<parallelism>`.
+    tag: String,
+    max_parallelism: u16,
+    /// The key groups this process owns.
+    key_groups: KeyGroupRange,
+    /// Global instance ids of this process's workers and their ranges.
+    instances: Vec<(u32, KeyGroupRange)>,
+    parallelism: u32,
+    index_mode: bool,
+    checkpoint_every_events: Option<u64>,
+    checkpoint_every: Duration,
+}
+
+impl Plan {
+    fn new(args: &RunArgs) -> Result<Self, JobError> {
+        let max_parallelism = u16::try_from(args.max_parallelism)
+            .ok()
+            .filter(|m| (1..=32768).contains(m))
+            .ok_or_else(|| {
+                JobError::Args(format!(
+                    "--max-parallelism {} must be in 1..=32768",
+                    args.max_parallelism
+                ))
+            })?;
+        if args.parallelism == 0 || args.parallelism > u32::from(max_parallelism) {
+            return Err(JobError::Args(format!(
+                "--parallelism {} must be in 1..={max_parallelism}",
+                args.parallelism
+            )));
+        }
+        let p = args.parallelism as u16;
+        let range = |i: u32| {
+            KeyGroupRange::for_operator(max_parallelism, p, i as u16).map_err(JobError::from)
+        };
+        let (instances, key_groups, tag, job_url) = match args.index {
+            Some(i) if i >= args.parallelism => {
+                return Err(JobError::Args(format!(
+                    "--index {i} must be below --parallelism {}",
+                    args.parallelism
+                )))
+            }
+            Some(i) => {
+                let r = range(i)?;
+                let tag = format!("{i}-of-{}", args.parallelism);
+                let url = format!("{}/instance-{tag}", args.checkpoints.trim_end_matches('/'));
+                (vec![(i, r)], r, tag, url)
+            }
+            None => {
+                let all = (0..args.parallelism)
+                    .map(|i| Ok((i, range(i)?)))
+                    .collect::<Result<Vec<_>, JobError>>()?;
+                (
+                    all,
+                    KeyGroupRange::all(max_parallelism),
+                    "all".to_string(),
+                    args.checkpoints.clone(),
+                )
+            }
+        };
+        if args.checkpoint_interval_ms == 0 {
+            return Err(JobError::Args(
+                "--checkpoint-interval-ms must be positive".into(),
+            ));
+        }
+        if args.allowed_lateness_ms < 0 || args.out_of_order_ms < 0 {
+            return Err(JobError::Args(
+                "--allowed-lateness-ms and --out-of-order-ms must not be negative".into(),
+            ));
+        }
+        Ok(Plan {
+            job_url,
+            tag,
+            max_parallelism,
+            key_groups,
+            instances,
+            parallelism: args.parallelism,
+            index_mode: args.index.is_some(),
+            checkpoint_every_events: args.checkpoint_interval_events.filter(|&n| n > 0),
+            checkpoint_every: Duration::from_millis(args.checkpoint_interval_ms),
+        })
+    }
+}
+
+/// The impression schema in force: the file given (registered in the
+/// registry when one is named, which refuses it with the reasons if the
+/// subject's compatibility level does not allow it) or version 1.
+fn impression_schema(args: &RunArgs) -> Result<AvroSchema, JobError> {
+    let json = match &args.impression_schema {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(io_err(format!("reading {}", path.display())))?
+        }
+        None => schemas::IMPRESSION_V1.to_string(),
+    };
+    let schema = AvroSchema::parse(&json)
+        .map_err(|e| JobError::Schema(format!("impression schema: {e}")))?;
+    if let Some(location) = &args.registry {
+        let registry = schema_registry::open_registry(location)
+            .map_err(|e| JobError::Schema(format!("registry {location}: {e}")))?;
+        let issues = registry
+            .test_compatibility(schemas::IMPRESSION_SUBJECT, &schema, None)
+            .or_else(|e| match e {
+                schema_registry::RegistryError::SubjectNotFound(_) => Ok(Vec::new()),
+                e => Err(e),
+            })
+            .map_err(|e| JobError::Schema(e.to_string()))?;
+        if !issues.is_empty() {
+            let reasons: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+            return Err(JobError::Schema(format!(
+                "subject {} refuses this impression schema: {}",
+                schemas::IMPRESSION_SUBJECT,
+                reasons.join("; ")
+            )));
+        }
+        registry
+            .register(schemas::IMPRESSION_SUBJECT, &schema)
+            .map_err(|e| JobError::Schema(e.to_string()))?;
+        let play =
+            AvroSchema::parse(schemas::PLAY_V1).map_err(|e| JobError::Schema(e.to_string()))?;
+        registry
+            .register(schemas::PLAY_SUBJECT, &play)
+            .map_err(|e| JobError::Schema(e.to_string()))?;
+    }
+    Ok(schema)
+}
+
+struct WorkerSinks {
+    rows: TxnSink,
+    late: TxnSink,
+}
+
+/// Publishes what a restored checkpoint had pending, discards what was
+/// written after it, and opens this run's sinks.
+fn recover_sinks(
+    plan: &Plan,
+    output: &Path,
+    late_dir: &Path,
+    resumed: Option<&JobCheckpoint>,
+) -> Result<Vec<WorkerSinks>, JobError> {
+    let rows_header = JoinedRow::header();
+    let late_header = LateEvent::header();
+    if plan.index_mode {
+        // Other processes share the folder: touch only this instance's files.
+        let (id, _) = plan.instances[0];
+        let find = |states: &[SinkState]| states.iter().find(|s| s.instance == id).cloned();
+        let (rows, late) = match resumed {
+            Some(m) => (find(&m.sinks), find(&m.late_sinks)),
+            None => (None, None),
+        };
+        return Ok(vec![WorkerSinks {
+            rows: TxnSink::open(output, id, &rows_header, rows.as_ref())?,
+            late: TxnSink::open(late_dir, id, &late_header, late.as_ref())?,
+        }]);
+    }
+    let (rows, late) = match resumed {
+        Some(m) => (m.sinks.clone(), m.late_sinks.clone()),
+        None => (Vec::new(), Vec::new()),
+    };
+    sink::recover_all(output, &rows)?;
+    std::fs::create_dir_all(late_dir)
+        .map_err(io_err(format!("creating {}", late_dir.display())))?;
+    sink::recover_all(late_dir, &late)?;
+    plan.instances
+        .iter()
+        .map(|(id, _)| {
+            Ok(WorkerSinks {
+                rows: TxnSink::open(output, *id, &rows_header, None)?,
+                late: TxnSink::open(late_dir, *id, &late_header, None)?,
+            })
+        })
+        .collect()
+}
+
+impl Output for WorkerSinks {
+    fn row(&mut self, row: &JoinedRow) -> Result<(), OperatorError> {
+        self.rows
+            .write(row)
+            .map_err(|e| OperatorError::Output(e.to_string()))
+    }
+
+    fn late(&mut self, event: &LateEvent) -> Result<(), OperatorError> {
+        self.late
+            .write(event)
+            .map_err(|e| OperatorError::Output(e.to_string()))
+    }
+}
+
+enum Command {
+    Events(Vec<Arrival>, i64),
+    /// Pre-commit the sinks for checkpoint `id` and report their states.
+    Barrier(u64),
+    /// The checkpoint with these sink states is durable: publish.
+    Commit(Box<(SinkState, SinkState)>),
+    Finish,
+}
+
+enum Reply {
+    Barrier(usize, Box<(SinkState, SinkState)>, OperatorStats),
+    Finished(usize, OperatorStats),
+    Failed(usize, String),
+}
+
+struct WorkerHandle {
+    tx: mpsc::SyncSender<Command>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Workers {
+    handles: Vec<WorkerHandle>,
+    replies: mpsc::Receiver<Reply>,
+    /// Which worker owns each key group (index into `handles`).
+    route: Vec<u16>,
+    batches: Vec<Vec<Arrival>>,
+}
+
+fn spawn_workers(
+    store: &StateStore,
+    plan: &Plan,
+    cfg: JoinConfig,
+    sinks: Vec<WorkerSinks>,
+) -> Result<Workers, JobError> {
+    let (reply_tx, replies) = mpsc::channel();
+    let mut route = vec![0u16; usize::from(plan.max_parallelism)];
+    let mut handles = Vec::new();
+    for (w, ((_, range), sinks)) in plan.instances.iter().zip(sinks).enumerate() {
+        for kg in range.iter() {
+            route[usize::from(kg)] = w as u16;
+        }
+        let op = JoinOperator::new(store, *range, cfg)?;
+        let (tx, rx) = mpsc::sync_channel::<Command>(64);
+        let reply = reply_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("join-worker-{w}"))
+            .spawn(move || worker_loop(w, op, sinks, rx, reply))
+            .map_err(io_err("starting a worker thread".to_string()))?;
+        handles.push(WorkerHandle {
+            tx,
+            thread: Some(thread),
+        });
+    }
+    let n = handles.len();
+    Ok(Workers {
+        handles,
+        replies,
+        route,
+        batches: (0..n).map(|_| Vec::with_capacity(ROUTE_BATCH)).collect(),
+    })
+}
+
+fn worker_loop(
+    w: usize,
+    mut op: JoinOperator,
+    mut sinks: WorkerSinks,
+    rx: mpsc::Receiver<Command>,
+    reply: mpsc::Sender<Reply>,
+) {
+    let result = (|| -> Result<(), String> {
+        while let Ok(cmd) = rx.recv() {
+            match cmd {
+                Command::Events(batch, watermark) => {
+                    for a in &batch {
+                        op.process(a, &mut sinks).map_err(|e| e.to_string())?;
+                    }
+                    op.on_watermark(watermark).map_err(|e| e.to_string())?;
+                }
+                Command::Barrier(id) => {
+                    let rows = sinks.rows.pre_commit(id).map_err(|e| e.to_string())?;
+                    let late = sinks.late.pre_commit(id).map_err(|e| e.to_string())?;
+                    let _ = reply.send(Reply::Barrier(w, Box::new((rows, late)), op.stats()));
+                }
+                Command::Commit(states) => {
+                    sinks.rows.commit(&states.0).map_err(|e| e.to_string())?;
+                    sinks.late.commit(&states.1).map_err(|e| e.to_string())?;
+                }
+                Command::Finish => {
+                    let _ = reply.send(Reply::Finished(w, op.stats()));
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = reply.send(Reply::Failed(w, e));
+    }
+}
+
+impl Workers {
+    fn send(&self, w: usize, cmd: Command) -> Result<(), JobError> {
+        self.handles[w]
+            .tx
+            .send(cmd)
+            .map_err(|_| JobError::WorkerLost(w))
+    }
+
+    fn route(
+        &mut self,
+        arrival: Arrival,
+        max_parallelism: u16,
+        watermark: i64,
+    ) -> Result<(), JobError> {
+        let key = arrival_key(&arrival);
+        let kg = state_core::key_group_of(&key, max_parallelism);
+        let w = usize::from(self.route[usize::from(kg)]);
+        self.batches[w].push(arrival);
+        if self.batches[w].len() >= ROUTE_BATCH {
+            let batch = std::mem::replace(&mut self.batches[w], Vec::with_capacity(ROUTE_BATCH));
+            self.send(w, Command::Events(batch, watermark))?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, watermark: i64) -> Result<(), JobError> {
+        for w in 0..self.handles.len() {
+            let batch = std::mem::take(&mut self.batches[w]);
+            self.send(w, Command::Events(batch, watermark))?;
+        }
+        Ok(())
+    }
+
+    fn recv(&self) -> Result<Reply, JobError> {
+        match self.replies.recv() {
+            Ok(Reply::Failed(w, e)) => Err(JobError::Operator(OperatorError::Output(format!(
+                "worker {w}: {e}"
+            )))),
+            Ok(r) => Ok(r),
+            Err(_) => Err(JobError::WorkerLost(0)),
+        }
+    }
+
+    /// Flushes pending events and collects every worker's sink states.
+    fn barrier(
+        &mut self,
+        id: u64,
+        watermark: i64,
+    ) -> Result<(Vec<(SinkState, SinkState)>, OperatorStats), JobError> {
+        self.flush(watermark)?;
+        for w in 0..self.handles.len() {
+            self.send(w, Command::Barrier(id))?;
+        }
+        let mut states: Vec<Option<(SinkState, SinkState)>> = vec![None; self.handles.len()];
+        let mut total = OperatorStats::default();
+        for _ in 0..self.handles.len() {
+            match self.recv()? {
+                Reply::Barrier(w, s, stats) => {
+                    states[w] = Some(*s);
+                    total.rows += stats.rows;
+                    total.late_events += stats.late_events;
+                }
+                Reply::Finished(w, _) | Reply::Failed(w, _) => return Err(JobError::WorkerLost(w)),
+            }
+        }
+        let states = states
+            .into_iter()
+            .enumerate()
+            .map(|(w, s)| s.ok_or(JobError::WorkerLost(w)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((states, total))
+    }
+}
+
+fn arrival_key(a: &Arrival) -> [u8; 16] {
+    match &a.event {
+        crate::source::Arrived::Impression(i) => operator::key_bytes(i.profile_id, i.title_id),
+        crate::source::Arrived::Play(p) => operator::key_bytes(p.profile_id, p.title_id),
+    }
+}
+
+/// A checkpoint whose upload is running, with the sink states it commits.
+struct PendingCheckpoint {
+    sequence: u64,
+    states: Vec<(SinkState, SinkState)>,
+}
+
+struct Coordinator<'a> {
+    args: &'a RunArgs,
+    plan: &'a Plan,
+    store: &'a StateStore,
+    checkpointer: &'a mut Checkpointer,
+    workers: Workers,
+    pending: Vec<PendingCheckpoint>,
+    last_checkpoint: Instant,
+    events_since_checkpoint: u64,
+    summary: RunSummary,
+    totals_before: (u64, u64, u64),
+    /// Input events read by this run (all key groups).
+    events_routed: u64,
+    progress: Progress,
+}
+
+impl Coordinator<'_> {
+    fn run<I, P>(&mut self, mut sources: MergedSources<I, P>) -> Result<(), JobError>
+    where
+        I: crate::source::Source<Event = crate::event::Impression>,
+        P: crate::source::Source<Event = crate::event::Play>,
+    {
+        let max_parallelism = self.plan.max_parallelism;
+        let mut n: u64 = 0;
+        while let Some(arrival) = sources.next_arrival()? {
+            let watermark = arrival.join_watermark;
+            let key = arrival_key(&arrival);
+            let kg = state_core::key_group_of(&key, max_parallelism);
+            n += 1;
+            self.events_routed = n;
+            if self.plan.key_groups.contains(kg) {
+                self.workers.route(arrival, max_parallelism, watermark)?;
+            }
+            self.events_since_checkpoint += 1;
+            if n % ROUTE_BATCH as u64 == 0 {
+                self.tick(&sources, watermark)?;
+            }
+            if self.args.stop_after_events.is_some_and(|stop| n >= stop) {
+                // Testing: die as a crash would, committing nothing more.
+                eprintln!("stream-join: stopping abruptly after {n} events (--stop-after-events)");
+                std::process::exit(3);
+            }
+        }
+        self.summary.events = n;
+        // End of input: a final checkpoint commits the last output. Cleanup
+        // timers are not fired (nothing can arrive any more).
+        self.drain_checkpoints()?;
+        let watermark = sources.watermarks().join_watermark();
+        self.checkpoint(&sources, watermark, true)?;
+        self.drain_checkpoints()
+    }
+
+    fn tick<I, P>(&mut self, sources: &MergedSources<I, P>, watermark: i64) -> Result<(), JobError>
+    where
+        I: crate::source::Source<Event = crate::event::Impression>,
+        P: crate::source::Source<Event = crate::event::Play>,
+    {
+        self.poll_checkpoints()?;
+        let due_events = self
+            .plan
+            .checkpoint_every_events
+            .is_some_and(|every| self.events_since_checkpoint >= every);
+        let due_time = self.last_checkpoint.elapsed() >= self.plan.checkpoint_every;
+        if (due_events || due_time) && self.checkpointer.in_flight() == 0 {
+            self.checkpoint(sources, watermark, false)?;
+        }
+        self.progress
+            .maybe_print(self.events_routed, watermark, self.store, &self.summary);
+        Ok(())
+    }
+
+    fn checkpoint<I, P>(
+        &mut self,
+        sources: &MergedSources<I, P>,
+        watermark: i64,
+        wait: bool,
+    ) -> Result<(), JobError>
+    where
+        I: crate::source::Source<Event = crate::event::Impression>,
+        P: crate::source::Source<Event = crate::event::Play>,
+    {
+        let id = self.checkpointer.next_checkpoint_id()?;
+        let (states, stats) = self.workers.barrier(id, watermark)?;
+        let (rows, late) = states.iter().cloned().unzip();
+        let meta = JobCheckpoint {
+            format_version: JOB_CHECKPOINT_FORMAT,
+            offsets: sources.offsets(),
+            watermarks: sources.watermarks().clone(),
+            parallelism: self.plan.parallelism,
+            sinks: rows,
+            late_sinks: late,
+            events: self.totals_before.0 + self.events_routed,
+            rows: self.totals_before.1 + stats.rows,
+            late_events: self.totals_before.2 + stats.late_events,
+        };
+        let user = serde_json::to_value(&meta).map_err(|e| JobError::CheckpointMeta {
+            id,
+            reason: e.to_string(),
+        })?;
+        loop {
+            match self.checkpointer.trigger(self.store, user.clone())? {
+                Some(t) => {
+                    self.summary.max_sync_pause_ms = self
+                        .summary
+                        .max_sync_pause_ms
+                        .max(t.sync_pause.as_secs_f64() * 1e3);
+                    self.pending.push(PendingCheckpoint {
+                        sequence: t.sequence,
+                        states,
+                    });
+                    break;
+                }
+                // The previous upload is still running: at the end of input
+                // wait for it, otherwise try again at a later tick.
+                None if wait => {
+                    if let Some(done) = self.checkpointer.wait_next() {
+                        self.complete(done)?;
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+        self.last_checkpoint = Instant::now();
+        self.events_since_checkpoint = 0;
+        Ok(())
+    }
+
+    fn poll_checkpoints(&mut self) -> Result<(), JobError> {
+        for done in self.checkpointer.try_completed() {
+            self.complete(done)?;
+        }
+        Ok(())
+    }
+
+    fn drain_checkpoints(&mut self) -> Result<(), JobError> {
+        while let Some(done) = self.checkpointer.wait_next() {
+            self.complete(done)?;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, done: CompletedCheckpoint) -> Result<(), JobError> {
+        let Some(pos) = self
+            .pending
+            .iter()
+            .position(|p| p.sequence == done.sequence)
+        else {
+            return Ok(());
+        };
+        let pending = self.pending.remove(pos);
+        match done.result {
+            Ok(manifest) => {
+                self.summary.checkpoints += 1;
+                self.summary.uploaded_bytes += manifest.uploaded_bytes;
+                self.progress.last_checkpoint = Some((manifest.id, manifest.uploaded_bytes));
+                for (w, states) in pending.states.into_iter().enumerate() {
+                    self.workers.send(w, Command::Commit(Box::new(states)))?;
+                }
+                Ok(())
+            }
+            // Fenced: another run owns the job now; stop.
+            Err(e) if e.kind() == state_core::ErrorKind::Fenced => Err(e.into()),
+            // A failed upload leaves its output pending: the next checkpoint's
+            // sink states carry those files and commit them.
+            Err(e) => {
+                eprintln!("stream-join: checkpoint failed (will retry at the next interval): {e}");
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<RunSummary, JobError> {
+        for w in 0..self.workers.handles.len() {
+            self.workers.send(w, Command::Finish)?;
+        }
+        let mut finished = 0;
+        while finished < self.workers.handles.len() {
+            match self.workers.recv()? {
+                Reply::Finished(_, stats) => {
+                    finished += 1;
+                    self.summary.rows += stats.rows;
+                    self.summary.late_events += stats.late_events;
+                    self.summary.timers_fired += stats.timers_fired;
+                    self.summary.entries_dropped += stats.entries_dropped;
+                }
+                Reply::Barrier(w, ..) | Reply::Failed(w, _) => return Err(JobError::WorkerLost(w)),
+            }
+        }
+        for h in &mut self.workers.handles {
+            if let Some(t) = h.thread.take() {
+                let _ = t.join();
+            }
+        }
+        self.progress.clear();
+        Ok(self.summary)
+    }
+}
+
+/// A one-line progress display on a terminal, refreshed every second.
+struct Progress {
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+    last_checkpoint: Option<(u64, u64)>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Progress {
+            enabled: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            last: Instant::now(),
+            last_checkpoint: None,
+        }
+    }
+
+    fn maybe_print(
+        &mut self,
+        events: u64,
+        watermark: i64,
+        store: &StateStore,
+        summary: &RunSummary,
+    ) {
+        if !self.enabled || self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let chk = match self.last_checkpoint {
+            Some((id, bytes)) => format!("chk-{id} (+{} KiB)", bytes / 1024),
+            None => "none yet".into(),
+        };
+        eprint!(
+            "\r{:>8.1} s  {events} events ({:.0}/s)  checkpoints {}  last {chk}  watermark {watermark}  state {} MiB  ",
+            secs,
+            events as f64 / secs,
+            summary.checkpoints,
+            store.approximate_size() >> 20
+        );
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            eprintln!();
+        }
+    }
+}
+
+fn io_err(context: String) -> impl FnOnce(std::io::Error) -> JobError {
+    move |source| JobError::Io { context, source }
+}
+
+fn status_value(key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn peak_rss_mib() -> f64 {
+    status_value("VmHWM:").map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// CPU time of the process from /proc/self/stat (utime + stime).
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses.
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
 }

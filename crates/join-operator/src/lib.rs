@@ -7,6 +7,7 @@
 pub mod event;
 pub mod gen;
 pub mod job;
+pub mod operator;
 pub mod oracle;
 pub mod sink;
 pub mod source;

@@ -11,7 +11,9 @@ use crate::error::{Result, StateError};
 use crate::keygroup::KeyGroupRange;
 use crate::options::StoreOptions;
 use crate::store::StateStore;
-use checkpoint_store::{CheckpointMeta, FileKind, JobStore, JobStoreOptions, LocalFile, Manifest, Writer};
+use checkpoint_store::{
+    CheckpointMeta, FileKind, JobStore, JobStoreOptions, LocalFile, Manifest, Writer,
+};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -63,7 +65,11 @@ pub fn io_runtime() -> Result<Arc<tokio::runtime::Runtime>> {
 }
 
 /// Opens the job store at `url` (a folder, `file://`, `s3://`, `memory://`).
-pub fn open_job(runtime: &tokio::runtime::Runtime, url: &str, opts: JobStoreOptions) -> Result<JobStore> {
+pub fn open_job(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    opts: JobStoreOptions,
+) -> Result<JobStore> {
     Ok(runtime.block_on(JobStore::open(url, opts))?)
 }
 
@@ -71,9 +77,14 @@ impl Checkpointer {
     /// Claims a new epoch on the job's checkpoint log: from now on an older
     /// writer of the same job can no longer commit. `staging` is a local
     /// directory on the same filesystem as the store (hard links).
-    pub fn start(runtime: Arc<tokio::runtime::Runtime>, job: JobStore, staging: impl Into<PathBuf>) -> Result<Self> {
+    pub fn start(
+        runtime: Arc<tokio::runtime::Runtime>,
+        job: JobStore,
+        staging: impl Into<PathBuf>,
+    ) -> Result<Self> {
         let staging = staging.into();
-        std::fs::create_dir_all(&staging).map_err(StateError::io(format!("creating {}", staging.display())))?;
+        std::fs::create_dir_all(&staging)
+            .map_err(StateError::io(format!("creating {}", staging.display())))?;
         let writer = runtime.block_on(job.claim_epoch())?;
         let (tx, rx) = mpsc::channel();
         Ok(Checkpointer {
@@ -101,6 +112,12 @@ impl Checkpointer {
         &self.runtime
     }
 
+    /// The id the next committed checkpoint gets, unless another writer
+    /// interferes (then this one is fenced) or an upload fails.
+    pub fn next_checkpoint_id(&self) -> Result<u64> {
+        Ok(self.runtime.block_on(self.writer.next_id()))
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight
     }
@@ -109,15 +126,22 @@ impl Checkpointer {
     /// upload. `user` is the caller's metadata (source offsets, watermarks,
     /// sink transactions) committed atomically with the state. Returns `None`
     /// when the previous checkpoint is still uploading (try again later).
-    pub fn trigger(&mut self, store: &StateStore, user: serde_json::Value) -> Result<Option<TriggeredCheckpoint>> {
+    pub fn trigger(
+        &mut self,
+        store: &StateStore,
+        user: serde_json::Value,
+    ) -> Result<Option<TriggeredCheckpoint>> {
         if self.in_flight >= self.max_in_flight {
             return Ok(None);
         }
         let started = Instant::now();
         let sequence = self.next_sequence;
-        let dir = self.staging.join(format!("local-{}-{sequence}", self.writer.epoch()));
+        let dir = self
+            .staging
+            .join(format!("local-{}-{sequence}", self.writer.epoch()));
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(StateError::io(format!("clearing {}", dir.display())))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(StateError::io(format!("clearing {}", dir.display())))?;
         }
         let files = store.local_checkpoint(&dir)?;
         let meta = CheckpointMeta {
@@ -154,7 +178,10 @@ impl Checkpointer {
                 });
             })
             .map_err(StateError::io("starting the upload thread"))?;
-        Ok(Some(TriggeredCheckpoint { sequence, sync_pause }))
+        Ok(Some(TriggeredCheckpoint {
+            sequence,
+            sync_pause,
+        }))
     }
 
     /// Checkpoints that finished since the last call, without blocking.
@@ -186,7 +213,10 @@ impl StateStore {
         // `create_checkpoint` flushes first (log_size_for_flush = 0), which
         // the WAL-less write path needs.
         cp.create_checkpoint(dir)
-            .map_err(StateError::rocks(format!("checkpoint into {}", dir.display())))?;
+            .map_err(StateError::rocks(format!(
+                "checkpoint into {}",
+                dir.display()
+            )))?;
         list_checkpoint_files(dir)
     }
 
@@ -203,7 +233,8 @@ impl StateStore {
 
 fn list_checkpoint_files(dir: &Path) -> Result<Vec<LocalFile>> {
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(StateError::io(format!("listing {}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(StateError::io(format!("listing {}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(StateError::io(format!("listing {}", dir.display())))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -249,9 +280,9 @@ pub fn restore(
 ) -> Result<(StateStore, Manifest)> {
     let manifest = match id {
         Some(id) => runtime.block_on(job.manifest(id))?,
-        None => runtime
-            .block_on(job.latest())?
-            .ok_or_else(|| StateError::InvalidOption(format!("no complete checkpoint under {}", job.prefix())))?,
+        None => runtime.block_on(job.latest())?.ok_or_else(|| {
+            StateError::InvalidOption(format!("no complete checkpoint under {}", job.prefix()))
+        })?,
     };
     if manifest.max_parallelism != opts.max_parallelism {
         return Err(StateError::MaxParallelismMismatch {

@@ -34,9 +34,7 @@ impl<T: Serialize + DeserializeOwned> ValueCodec for SerdeAvro<T> {
 
     fn encode(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
         let v = apache_avro::to_value(value).map_err(|e| e.to_string())?;
-        let v = v
-            .resolve(self.schema.inner())
-            .map_err(|e| e.to_string())?;
+        let v = v.resolve(self.schema.inner()).map_err(|e| e.to_string())?;
         let bytes = schema_registry::encode_value(&self.schema, &v).map_err(|e| e.to_string())?;
         out.extend_from_slice(&bytes);
         Ok(())
@@ -63,7 +61,8 @@ impl ValueCodec for AvroValue {
     type Value = apache_avro::types::Value;
 
     fn encode(&self, value: &Self::Value, out: &mut Vec<u8>) -> Result<(), String> {
-        let bytes = schema_registry::encode_value(&self.schema, value).map_err(|e| e.to_string())?;
+        let bytes =
+            schema_registry::encode_value(&self.schema, value).map_err(|e| e.to_string())?;
         out.extend_from_slice(&bytes);
         Ok(())
     }

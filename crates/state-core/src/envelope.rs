@@ -116,7 +116,8 @@ impl<'a> Iterator for ListElements<'a> {
             self.rest = &[];
             return Some(Err(EnvelopeError::Truncated(n)));
         };
-        let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
+        let len =
+            u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         let left = self.rest.len() - 4;
         if len > left {
             self.rest = &[];
@@ -168,9 +169,15 @@ mod tests {
     #[test]
     fn rejects_unknown_format_and_truncation() {
         assert_eq!(Envelope::parse(&[]), Err(EnvelopeError::Empty));
-        assert_eq!(Envelope::parse(&[2, 0, 1]), Err(EnvelopeError::UnknownFormat(2)));
+        assert_eq!(
+            Envelope::parse(&[2, 0, 1]),
+            Err(EnvelopeError::UnknownFormat(2))
+        );
         assert_eq!(Envelope::parse(&[1, 0]), Err(EnvelopeError::Truncated(2)));
-        assert_eq!(Envelope::parse(&[0x81, 0, 1, 0, 0]), Err(EnvelopeError::Truncated(5)));
+        assert_eq!(
+            Envelope::parse(&[0x81, 0, 1, 0, 0]),
+            Err(EnvelopeError::Truncated(5))
+        );
     }
 
     #[test]
@@ -179,6 +186,8 @@ mod tests {
         let env = Envelope::parse(&raw).unwrap();
         assert!(!env.is_expired(99));
         assert!(env.is_expired(100));
-        assert!(!Envelope::parse(&encode(1, None, b"x")).unwrap().is_expired(i64::MAX));
+        assert!(!Envelope::parse(&encode(1, None, b"x"))
+            .unwrap()
+            .is_expired(i64::MAX));
     }
 }

@@ -31,7 +31,9 @@ pub enum StateError {
         expected: &'static str,
         actual: &'static str,
     },
-    #[error("state '{name}' was declared as a {stored} state before; cannot reopen it as {declared}")]
+    #[error(
+        "state '{name}' was declared as a {stored} state before; cannot reopen it as {declared}"
+    )]
     KindChanged {
         name: String,
         stored: &'static str,

@@ -92,7 +92,12 @@ impl StateStore {
     }
 
     /// Avro binary of a stored payload under the state's current schema.
-    pub fn to_current_avro(&self, state: &str, schema_version: u16, payload: &[u8]) -> Result<Vec<u8>> {
+    pub fn to_current_avro(
+        &self,
+        state: &str,
+        schema_version: u16,
+        payload: &[u8],
+    ) -> Result<Vec<u8>> {
         let info = self.inner.state(state)?;
         let mut scratch = Vec::new();
         Ok(info
@@ -119,7 +124,11 @@ impl StateStore {
             if keep.start > 0 {
                 inner
                     .db
-                    .delete_range_cf(cf, keys::key_group_start(0), keys::key_group_start(keep.start))
+                    .delete_range_cf(
+                        cf,
+                        keys::key_group_start(0),
+                        keys::key_group_start(keep.start),
+                    )
                     .map_err(StateError::rocks("dropping key groups"))?;
             }
             inner
@@ -210,4 +219,3 @@ impl RawWriter<'_> {
         self.write()
     }
 }
-

@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn key_group_is_stable() {
         // Pinned: the assignment is part of the on-disk format.
-        assert_eq!(key_group_of(b"profile-42", 128), key_group_of(b"profile-42", 128));
+        assert_eq!(
+            key_group_of(b"profile-42", 128),
+            key_group_of(b"profile-42", 128)
+        );
         let expected = (xxhash_rust::xxh3::xxh3_64(b"abc") % 128) as u16;
         assert_eq!(key_group_of(b"abc", 128), expected);
     }

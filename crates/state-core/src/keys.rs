@@ -17,7 +17,12 @@ pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 
 /// Appends the `[kg][len][key][len][ns]` prefix shared by all entries of a
 /// (key, namespace).
-pub fn encode_prefix(out: &mut Vec<u8>, key_group: u16, key: &[u8], namespace: &[u8]) -> Result<()> {
+pub fn encode_prefix(
+    out: &mut Vec<u8>,
+    key_group: u16,
+    key: &[u8],
+    namespace: &[u8],
+) -> Result<()> {
     check_len(key)?;
     check_len(namespace)?;
     out.reserve(6 + key.len() + namespace.len());

@@ -25,6 +25,8 @@ pub mod state;
 pub mod store;
 pub mod timers;
 
+pub use checkpoint::{restore, Checkpointer, CompletedCheckpoint, TriggeredCheckpoint};
+pub use checkpoint_store::{JobStore, JobStoreOptions, Manifest};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{AvroValue, RawBytes, SerdeAvro, ValueCodec};
 pub use descriptor::{KeyFormat, StateDescriptor, StateKind, StateMeta, TimeDomain, TtlConfig};
@@ -35,5 +37,3 @@ pub use options::{RocksTuning, StoreOptions};
 pub use state::{ListState, MapState, ValueState};
 pub use store::{StateStore, STORE_FORMAT_VERSION};
 pub use timers::{Timer, TimerService};
-pub use checkpoint::{restore, Checkpointer, CompletedCheckpoint, TriggeredCheckpoint};
-pub use checkpoint_store::{JobStore, JobStoreOptions, Manifest};

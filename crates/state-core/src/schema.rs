@@ -147,10 +147,11 @@ fn compile_resolver(
             reasons: problems.iter().map(|p| p.to_string()).collect(),
         });
     }
-    let resolver = Resolver::compile(writer, reader).map_err(|e| StateError::IncompatibleSchema {
-        state: state.to_string(),
-        writer_version: version,
-        reasons: vec![e.to_string()],
-    })?;
+    let resolver =
+        Resolver::compile(writer, reader).map_err(|e| StateError::IncompatibleSchema {
+            state: state.to_string(),
+            writer_version: version,
+            reasons: vec![e.to_string()],
+        })?;
     Ok((!resolver.is_identity()).then_some(resolver))
 }

@@ -68,7 +68,8 @@ impl<C: ValueCodec> Handle<C> {
 
     /// Decodes one envelope; `None` when it has expired.
     fn decode(&self, raw: &[u8]) -> Result<Option<C::Value>> {
-        let env = Envelope::parse(raw).map_err(|e| self.corrupt("value envelope", e.to_string()))?;
+        let env =
+            Envelope::parse(raw).map_err(|e| self.corrupt("value envelope", e.to_string()))?;
         self.decode_envelope(&env)
     }
 
@@ -106,14 +107,20 @@ impl<C: ValueCodec> Handle<C> {
         self.store
             .db
             .delete_cf_opt(self.cf()?, key, &self.store.write_opts)
-            .map_err(StateError::rocks(format!("delete from '{}'", self.info.name())))
+            .map_err(StateError::rocks(format!(
+                "delete from '{}'",
+                self.info.name()
+            )))
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
         self.store
             .db
             .get_pinned_cf(self.cf()?, key)
-            .map_err(StateError::rocks(format!("get from '{}'", self.info.name())))
+            .map_err(StateError::rocks(format!(
+                "get from '{}'",
+                self.info.name()
+            )))
     }
 }
 
@@ -172,7 +179,10 @@ impl<C: ValueCodec> ListState<C> {
             .store
             .db
             .merge_cf_opt(self.h.cf()?, &k, &operand, &self.h.store.write_opts)
-            .map_err(StateError::rocks(format!("append to '{}'", self.h.info.name())))
+            .map_err(StateError::rocks(format!(
+                "append to '{}'",
+                self.h.info.name()
+            )))
     }
 
     /// Replaces the whole list.
@@ -247,7 +257,13 @@ impl<C: ValueCodec> MapState<C> {
 
     /// Visits entries of `key` with user key in the range, in order, until
     /// `f` returns `false`. Expired entries are skipped.
-    pub fn for_each_in_range<F>(&self, key: &[u8], from: Bound<&[u8]>, to: Bound<&[u8]>, mut f: F) -> Result<()>
+    pub fn for_each_in_range<F>(
+        &self,
+        key: &[u8],
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+        mut f: F,
+    ) -> Result<()>
     where
         F: FnMut(&[u8], C::Value) -> Result<bool>,
     {
@@ -275,8 +291,10 @@ impl<C: ValueCodec> MapState<C> {
             }
             it.next();
         }
-        it.status()
-            .map_err(StateError::rocks(format!("scan of '{}'", self.h.info.name())))
+        it.status().map_err(StateError::rocks(format!(
+            "scan of '{}'",
+            self.h.info.name()
+        )))
     }
 
     /// Removes every entry of `key` with user key in `[from, to)` with one
@@ -288,7 +306,46 @@ impl<C: ValueCodec> MapState<C> {
             .store
             .db
             .delete_range_cf_opt(self.h.cf()?, &lo, &hi, &self.h.store.write_opts)
-            .map_err(StateError::rocks(format!("range delete in '{}'", self.h.info.name())))
+            .map_err(StateError::rocks(format!(
+                "range delete in '{}'",
+                self.h.info.name()
+            )))
+    }
+
+    /// Removes the entries of `key` whose user key is below `to` (exclusive),
+    /// reading them first so that only live keys get point tombstones (range
+    /// tombstones pile up when issued per key). Returns how many it removed.
+    pub fn remove_below(&self, key: &[u8], to: &[u8]) -> Result<usize> {
+        let prefix = self.h.key(key, b"")?;
+        let mut upper = prefix.clone();
+        upper.extend_from_slice(to);
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(upper);
+        let cf = self.h.cf()?;
+        let mut it = self.h.store.db.raw_iterator_cf_opt(cf, ro);
+        it.seek(&prefix);
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut removed = 0;
+        while let Some(k) = it.key() {
+            batch.delete_cf(cf, k);
+            removed += 1;
+            it.next();
+        }
+        it.status().map_err(StateError::rocks(format!(
+            "scan of '{}'",
+            self.h.info.name()
+        )))?;
+        if removed > 0 {
+            self.h
+                .store
+                .db
+                .write_opt(batch, &self.h.store.write_opts)
+                .map_err(StateError::rocks(format!(
+                    "delete in '{}'",
+                    self.h.info.name()
+                )))?;
+        }
+        Ok(removed)
     }
 
     /// Removes all entries of `key`.
@@ -299,7 +356,10 @@ impl<C: ValueCodec> MapState<C> {
             .store
             .db
             .delete_range_cf_opt(self.h.cf()?, &prefix, &end, &self.h.store.write_opts)
-            .map_err(StateError::rocks(format!("clear in '{}'", self.h.info.name())))
+            .map_err(StateError::rocks(format!(
+                "clear in '{}'",
+                self.h.info.name()
+            )))
     }
 
     pub fn is_empty(&self, key: &[u8]) -> Result<bool> {

@@ -200,7 +200,9 @@ impl StateStore {
 
     /// Reports the operator's watermark; event-time TTL expires against it.
     pub fn advance_event_time(&self, watermark_ms: i64) {
-        self.inner.event_time.fetch_max(watermark_ms, Ordering::SeqCst);
+        self.inner
+            .event_time
+            .fetch_max(watermark_ms, Ordering::SeqCst);
     }
 
     pub fn event_time(&self) -> i64 {
@@ -219,7 +221,9 @@ impl StateStore {
     /// Runs a full compaction of every state (drops expired entries now).
     pub fn compact(&self) -> Result<()> {
         for cf in self.inner.all_cfs() {
-            self.inner.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+            self.inner
+                .db
+                .compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
@@ -228,7 +232,10 @@ impl StateStore {
     pub fn approximate_size(&self) -> u64 {
         let mut total = 0;
         for cf in self.inner.all_cfs() {
-            for prop in ["rocksdb.total-sst-files-size", "rocksdb.cur-size-all-mem-tables"] {
+            for prop in [
+                "rocksdb.total-sst-files-size",
+                "rocksdb.cur-size-all-mem-tables",
+            ] {
                 total += self
                     .inner
                     .db
@@ -441,7 +448,10 @@ fn load_metadata(
             to_write.push((state_meta_key(&declared.name), to_json(&meta)));
         }
         let cf = cf_name(meta.descriptor.kind, &meta.descriptor.name);
-        states.insert(declared.name.clone(), Arc::new(StateInfo { meta, schemas, cf }));
+        states.insert(
+            declared.name.clone(),
+            Arc::new(StateInfo { meta, schemas, cf }),
+        );
     }
     // States stored but not declared this time stay readable (tools, savepoints).
     for (name, meta) in stored {
@@ -484,7 +494,10 @@ fn check_store_meta(path: &Path, raw: &[u8], requested: u16) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn read_state_metas(db: &DB, meta_cf: &ColumnFamily) -> Result<BTreeMap<String, StateMeta>> {
+pub(crate) fn read_state_metas(
+    db: &DB,
+    meta_cf: &ColumnFamily,
+) -> Result<BTreeMap<String, StateMeta>> {
     let mut out = BTreeMap::new();
     let iter = db.prefix_iterator_cf(meta_cf, STATE_META_PREFIX.as_bytes());
     for item in iter {
@@ -526,8 +539,10 @@ fn write_metadata(db: &DB, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
     for (k, v) in records {
         batch.put_cf(cf, k, v);
     }
-    db.write(batch).map_err(StateError::rocks("writing metadata"))?;
-    db.flush_cf(cf).map_err(StateError::rocks("flushing metadata"))
+    db.write(batch)
+        .map_err(StateError::rocks("writing metadata"))?;
+    db.flush_cf(cf)
+        .map_err(StateError::rocks("flushing metadata"))
 }
 
 struct SharedResources {
@@ -585,13 +600,16 @@ fn column_family_options(
     if let Some(domain) = ttl {
         let event_time = event_time.clone();
         let clock = clock.clone();
-        o.set_compaction_filter("streamstate-ttl", move |_level, _key: &[u8], value: &[u8]| {
-            let now = match domain {
-                TimeDomain::EventTime => event_time.load(Ordering::Relaxed),
-                TimeDomain::ProcessingTime => clock.now_ms(),
-            };
-            ttl_decision(kind, value, now)
-        });
+        o.set_compaction_filter(
+            "streamstate-ttl",
+            move |_level, _key: &[u8], value: &[u8]| {
+                let now = match domain {
+                    TimeDomain::EventTime => event_time.load(Ordering::Relaxed),
+                    TimeDomain::ProcessingTime => clock.now_ms(),
+                };
+                ttl_decision(kind, value, now)
+            },
+        );
     }
     o
 }
@@ -638,7 +656,12 @@ fn list_append(
     Some(out)
 }
 
-pub(crate) fn encode_key(out: &mut Vec<u8>, key_group: u16, key: &[u8], user_key: &[u8]) -> Result<()> {
+pub(crate) fn encode_key(
+    out: &mut Vec<u8>,
+    key_group: u16,
+    key: &[u8],
+    user_key: &[u8],
+) -> Result<()> {
     out.clear();
     keys::encode_prefix(out, key_group, key, b"")?;
     out.extend_from_slice(user_key);

@@ -7,9 +7,11 @@
 //! the key group that follows (rare).
 
 use crate::error::{Result, StateError};
+use crate::keygroup::KeyGroupRange;
 use crate::keys::{decode_ordered_i64, ordered_i64};
 use crate::store::{StateStore, StoreInner, TIMERS_CF};
 use rocksdb::ReadOptions;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,9 +22,20 @@ pub struct Timer {
 }
 
 /// Registers, deletes and fires timers of one store.
-#[derive(Clone)]
+///
+/// A service is scoped to a key-group range: each operator instance sharing
+/// a store fires only its own timers.
+///
+/// Fired timers leave tombstones at the front of the column family; a scan
+/// from the very start would step over all of them on every call (the
+/// classic RocksDB queue problem). So a service remembers the watermark it
+/// has fired through and starts scans there; a timer it registers at or
+/// below that watermark is moved just above it, so it fires on the next call.
+/// Each service has its own mark: use one service per instance.
 pub struct TimerService {
     store: Arc<StoreInner>,
+    range: KeyGroupRange,
+    fired_through: AtomicI64,
 }
 
 fn timer_key(timestamp: i64, key_group: u16, key: &[u8]) -> Vec<u8> {
@@ -46,16 +59,27 @@ pub(crate) fn decode_timer_key(raw: &[u8]) -> Option<Timer> {
 impl TimerService {
     /// Registers a timer for `key` at `timestamp` (idempotent).
     pub fn register(&self, key: &[u8], timestamp: i64) -> Result<()> {
-        let kg = self.store.owned_key_group(key)?;
+        let kg = self.owned(key)?;
+        let fired = self.fired_through.load(Ordering::Relaxed);
+        let timestamp = if timestamp <= fired {
+            fired.saturating_add(1)
+        } else {
+            timestamp
+        };
         let cf = self.store.cf(TIMERS_CF)?;
         self.store
             .db
-            .put_cf_opt(cf, timer_key(timestamp, kg, key), [], &self.store.write_opts)
+            .put_cf_opt(
+                cf,
+                timer_key(timestamp, kg, key),
+                [],
+                &self.store.write_opts,
+            )
             .map_err(StateError::rocks("register timer"))
     }
 
     pub fn delete(&self, key: &[u8], timestamp: i64) -> Result<()> {
-        let kg = self.store.owned_key_group(key)?;
+        let kg = self.owned(key)?;
         let cf = self.store.cf(TIMERS_CF)?;
         self.store
             .db
@@ -67,20 +91,37 @@ impl TimerService {
     /// in timestamp order. Bounded so that a watermark jump (end of input)
     /// fires in batches and never stalls a checkpoint.
     pub fn fire_due(&self, watermark: i64, limit: usize, out: &mut Vec<Timer>) -> Result<usize> {
-        if watermark == i64::MAX {
-            return self.fire_range(None, limit, out);
+        let upper = (watermark != i64::MAX).then(|| ordered_i64(watermark + 1).to_vec());
+        let fired = self.fire_range(upper, limit, out)?;
+        if fired < limit {
+            // Everything up to the watermark has fired.
+            self.fired_through.fetch_max(watermark, Ordering::Relaxed);
         }
-        self.fire_range(Some(ordered_i64(watermark + 1).to_vec()), limit, out)
+        Ok(fired)
     }
 
-    fn fire_range(&self, upper: Option<Vec<u8>>, limit: usize, out: &mut Vec<Timer>) -> Result<usize> {
+    fn fire_range(
+        &self,
+        upper: Option<Vec<u8>>,
+        limit: usize,
+        out: &mut Vec<Timer>,
+    ) -> Result<usize> {
         let cf = self.store.cf(TIMERS_CF)?;
         let mut ro = ReadOptions::default();
         if let Some(u) = upper {
             ro.set_iterate_upper_bound(u);
         }
+        let fired_through = self.fired_through.load(Ordering::Relaxed);
+        let lower = (fired_through != i64::MIN)
+            .then(|| ordered_i64(fired_through.saturating_add(1)).to_vec());
+        if let Some(l) = &lower {
+            ro.set_iterate_lower_bound(l.clone());
+        }
         let mut it = self.store.db.raw_iterator_cf_opt(cf, ro);
-        it.seek_to_first();
+        match &lower {
+            Some(l) => it.seek(l),
+            None => it.seek_to_first(),
+        }
         let mut batch = rocksdb::WriteBatch::default();
         let mut fired = 0;
         while fired < limit {
@@ -90,10 +131,15 @@ impl TimerService {
                 what: "timer key",
                 reason: format!("{} bytes", k.len()),
             })?;
-            batch.delete_cf(cf, k);
-            out.push(timer);
-            fired += 1;
+            let mine = self.range.contains(timer.key_group);
+            if mine {
+                batch.delete_cf(cf, k);
+            }
             it.next();
+            if mine {
+                out.push(timer);
+                fired += 1;
+            }
         }
         it.status().map_err(StateError::rocks("scan timers"))?;
         if fired > 0 {
@@ -103,6 +149,17 @@ impl TimerService {
                 .map_err(StateError::rocks("delete fired timers"))?;
         }
         Ok(fired)
+    }
+
+    fn owned(&self, key: &[u8]) -> Result<u16> {
+        let kg = self.store.owned_key_group(key)?;
+        if !self.range.contains(kg) {
+            return Err(StateError::KeyGroupNotOwned {
+                key_group: kg,
+                range: self.range,
+            });
+        }
+        Ok(kg)
     }
 
     /// Timestamp of the earliest registered timer.
@@ -122,7 +179,7 @@ impl TimerService {
         it.seek_to_first();
         let mut out = Vec::new();
         while let Some(k) = it.key() {
-            if let Some(t) = decode_timer_key(k) {
+            if let Some(t) = decode_timer_key(k).filter(|t| self.range.contains(t.key_group)) {
                 out.push(t);
             }
             it.next();
@@ -133,9 +190,17 @@ impl TimerService {
 }
 
 impl StateStore {
+    /// Timers of all key groups of this store.
     pub fn timers(&self) -> TimerService {
+        self.timers_for(self.inner.key_groups)
+    }
+
+    /// Timers of one instance's key groups.
+    pub fn timers_for(&self, range: KeyGroupRange) -> TimerService {
         TimerService {
             store: self.inner.clone(),
+            range,
+            fired_through: AtomicI64::new(i64::MIN),
         }
     }
 }

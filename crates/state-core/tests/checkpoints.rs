@@ -24,7 +24,10 @@ fn write_range(store: &StateStore, from: i64, to: i64) {
     let m = store.map_state_serde::<V>("m").unwrap();
     for i in from..to {
         let key = format!("key-{i}");
-        let val = V { n: i, s: "x".repeat((i % 50) as usize) };
+        let val = V {
+            n: i,
+            s: "x".repeat((i % 50) as usize),
+        };
         v.put(key.as_bytes(), &val).unwrap();
         m.put(key.as_bytes(), &keys::ordered(&i), &val).unwrap();
         store.timers().register(key.as_bytes(), i).unwrap();
@@ -54,14 +57,19 @@ fn checkpoint_restore_round_trip(url: &str) {
         .trigger(&store, serde_json::json!({"offset": 5000}))
         .unwrap()
         .expect("nothing in flight");
-    assert!(cp.trigger(&store, serde_json::json!({})).unwrap().is_none(), "one checkpoint in flight at a time");
+    assert!(
+        cp.trigger(&store, serde_json::json!({})).unwrap().is_none(),
+        "one checkpoint in flight at a time"
+    );
     let first = cp.wait_next().unwrap();
     assert_eq!(first.sequence, t.sequence);
     let first = first.result.unwrap();
     let snapshot_1 = contents(&store);
 
     write_range(&store, 5_000, 5_500);
-    cp.trigger(&store, serde_json::json!({"offset": 5500})).unwrap().unwrap();
+    cp.trigger(&store, serde_json::json!({"offset": 5500}))
+        .unwrap()
+        .unwrap();
     let second = cp.wait_next().unwrap().result.unwrap();
     assert!(second.id > first.id);
     assert!(
@@ -73,7 +81,10 @@ fn checkpoint_restore_round_trip(url: &str) {
     let snapshot_2 = contents(&store);
 
     // Restore the latest and an older checkpoint, compare entry by entry.
-    for (id, expected, offset) in [(None, &snapshot_2, 5500), (Some(first.id), &snapshot_1, 5000)] {
+    for (id, expected, offset) in [
+        (None, &snapshot_2, 5500),
+        (Some(first.id), &snapshot_1, 5000),
+    ] {
         let target = dir.path().join(format!("restored-{id:?}"));
         let (restored, manifest) =
             restore(&rt, &job, id, &target, StoreOptions::new(descriptors())).unwrap();
@@ -101,14 +112,28 @@ fn checkpoint_restore_round_trip(url: &str) {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     assert_eq!(sub_contents, expected);
-    assert!(sub.timers().all().unwrap().iter().all(|t| range.contains(t.key_group)));
+    assert!(sub
+        .timers()
+        .all()
+        .unwrap()
+        .iter()
+        .all(|t| range.contains(t.key_group)));
 
     // Another max parallelism is refused, and the target is left absent.
     let bad = dir.path().join("bad");
-    let err = restore(&rt, &job, None, &bad, StoreOptions::new(descriptors()).with_max_parallelism(64))
-        .err()
-        .unwrap();
-    assert!(matches!(err, StateError::MaxParallelismMismatch { .. }), "{err}");
+    let err = restore(
+        &rt,
+        &job,
+        None,
+        &bad,
+        StoreOptions::new(descriptors()).with_max_parallelism(64),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, StateError::MaxParallelismMismatch { .. }),
+        "{err}"
+    );
     assert!(!bad.exists());
 }
 

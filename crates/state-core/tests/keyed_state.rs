@@ -65,7 +65,9 @@ fn value_list_map_round_trip_and_reopen() {
             let key = k.to_be_bytes();
             last.put(&key, &imp(k)).unwrap();
             for ts in [30i64, -5, 10] {
-                buffer.put(&key, &keys::ordered(&ts), &imp(k * 100 + ts)).unwrap();
+                buffer
+                    .put(&key, &keys::ordered(&ts), &imp(k * 100 + ts))
+                    .unwrap();
             }
             history.add(&key, &imp(k)).unwrap();
             history.add(&key, &imp(k + 1)).unwrap();
@@ -103,9 +105,13 @@ fn map_range_scans_and_range_removal() {
     let buffer = store.map_state_serde::<ImpV1>("buffer").unwrap();
     let key = b"profile-1";
     for ts in 0..100i64 {
-        buffer.put(key, &keys::ordered(&(ts * 10)), &imp(ts)).unwrap();
+        buffer
+            .put(key, &keys::ordered(&(ts * 10)), &imp(ts))
+            .unwrap();
     }
-    buffer.put(b"profile-2", &keys::ordered(&55i64), &imp(999)).unwrap();
+    buffer
+        .put(b"profile-2", &keys::ordered(&55i64), &imp(999))
+        .unwrap();
     let (lo, hi) = (keys::ordered(&200i64), keys::ordered(&290i64));
     let got = buffer
         .range(key, Bound::Included(&lo), Bound::Included(&hi))
@@ -116,11 +122,17 @@ fn map_range_scans_and_range_removal() {
         .range(key, Bound::Excluded(&lo), Bound::Excluded(&hi))
         .unwrap();
     assert_eq!(got.len(), 8);
-    buffer.remove_range(key, &keys::ordered(&0i64), &keys::ordered(&500i64)).unwrap();
+    buffer
+        .remove_range(key, &keys::ordered(&0i64), &keys::ordered(&500i64))
+        .unwrap();
     let left = buffer.entries(key).unwrap();
     assert_eq!(left.len(), 50);
     assert_eq!(left[0].1.id, 50);
-    assert_eq!(buffer.entries(b"profile-2").unwrap().len(), 1, "other keys untouched");
+    assert_eq!(
+        buffer.entries(b"profile-2").unwrap().len(),
+        1,
+        "other keys untouched"
+    );
     buffer.clear(key).unwrap();
     assert!(buffer.is_empty(key).unwrap());
     assert!(!buffer.is_empty(b"profile-2").unwrap());
@@ -153,9 +165,24 @@ fn schema_evolution_reads_old_values_through_new_schema() {
             },
             "int widened to long, removed field dropped, added field defaulted"
         );
-        last.put(b"b", &ImpV2 { id: 2, rank: 1 << 40, page: "search".into() }).unwrap();
+        last.put(
+            b"b",
+            &ImpV2 {
+                id: 2,
+                rank: 1 << 40,
+                page: "search".into(),
+            },
+        )
+        .unwrap();
         history
-            .add(b"a", &ImpV2 { id: 3, rank: 5, page: "p".into() })
+            .add(
+                b"a",
+                &ImpV2 {
+                    id: 3,
+                    rank: 5,
+                    page: "p".into(),
+                },
+            )
             .unwrap();
         // A list mixes versions: old element resolved, new one as written.
         let items = history.get(b"a").unwrap();
@@ -177,7 +204,11 @@ fn incompatible_schema_is_refused_with_reason_and_changes_nothing() {
     let path = dir.path().join("db");
     {
         let store = StateStore::open(&path, StoreOptions::new(states(V1))).unwrap();
-        store.value_state_serde::<ImpV1>("last").unwrap().put(b"a", &imp(1)).unwrap();
+        store
+            .value_state_serde::<ImpV1>("last")
+            .unwrap()
+            .put(b"a", &imp(1))
+            .unwrap();
         store.flush().unwrap();
     }
     let err = StateStore::open(&path, StoreOptions::new(states(V3_BAD)))
@@ -191,7 +222,11 @@ fn incompatible_schema_is_refused_with_reason_and_changes_nothing() {
     let store = StateStore::open(&path, StoreOptions::new(states(V1))).unwrap();
     assert_eq!(store.state_meta("last").unwrap().schemas.len(), 1);
     assert_eq!(
-        store.value_state_serde::<ImpV1>("last").unwrap().get(b"a").unwrap(),
+        store
+            .value_state_serde::<ImpV1>("last")
+            .unwrap()
+            .get(b"a")
+            .unwrap(),
         Some(imp(1))
     );
 }
@@ -203,7 +238,9 @@ fn refusals_are_typed_errors() {
     let store = StateStore::open(&path, StoreOptions::new(states(V1))).unwrap();
 
     // Locked by this (or another) process.
-    let err = StateStore::open(&path, StoreOptions::new(states(V1))).err().unwrap();
+    let err = StateStore::open(&path, StoreOptions::new(states(V1)))
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
 
     // Unknown state, wrong kind, key too long.
@@ -217,35 +254,61 @@ fn refusals_are_typed_errors() {
     ));
     let last = store.value_state_serde::<ImpV1>("last").unwrap();
     let long = vec![1u8; 70_000];
-    assert!(matches!(last.put(&long, &imp(1)).unwrap_err(), StateError::KeyTooLong { .. }));
+    assert!(matches!(
+        last.put(&long, &imp(1)).unwrap_err(),
+        StateError::KeyTooLong { .. }
+    ));
     store.flush().unwrap();
     drop(last);
     drop(store);
 
     // Max parallelism is fixed for the life of a store.
-    let err = StateStore::open(&path, StoreOptions::new(states(V1)).with_max_parallelism(256))
-        .err()
-        .unwrap();
-    assert!(matches!(err, StateError::MaxParallelismMismatch { stored: 128, requested: 256, .. }), "{err}");
+    let err = StateStore::open(
+        &path,
+        StoreOptions::new(states(V1)).with_max_parallelism(256),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(
+            err,
+            StateError::MaxParallelismMismatch {
+                stored: 128,
+                requested: 256,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // A directory that is not ours.
     let foreign = dir.path().join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "hello").unwrap();
-    let err = StateStore::open(&foreign, StoreOptions::new(states(V1))).err().unwrap();
+    let err = StateStore::open(&foreign, StoreOptions::new(states(V1)))
+        .err()
+        .unwrap();
     assert!(matches!(err, StateError::NotOurs { .. }), "{err}");
-    assert!(foreign.join("notes.txt").exists(), "foreign directory untouched");
+    assert!(
+        foreign.join("notes.txt").exists(),
+        "foreign directory untouched"
+    );
 
     // A state redeclared with another kind.
     let redeclared = vec![StateDescriptor::list("last", V1)];
-    let err = StateStore::open(&path, StoreOptions::new(redeclared)).err().unwrap();
+    let err = StateStore::open(&path, StoreOptions::new(redeclared))
+        .err()
+        .unwrap();
     assert!(matches!(err, StateError::KindChanged { .. }), "{err}");
 
     // An invalid schema creates nothing.
     let fresh = dir.path().join("fresh");
-    let err = StateStore::open(&fresh, StoreOptions::new(vec![StateDescriptor::value("x", "{not json")]))
-        .err()
-        .unwrap();
+    let err = StateStore::open(
+        &fresh,
+        StoreOptions::new(vec![StateDescriptor::value("x", "{not json")]),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, StateError::InvalidSchema { .. }), "{err}");
     assert!(!fresh.exists());
 }
@@ -256,7 +319,12 @@ fn corrupt_value_is_an_error_not_a_panic() {
     let store = StateStore::open(dir.path().join("db"), StoreOptions::new(states(V1))).unwrap();
     let kg = store.key_group(b"k");
     let mut w = store.raw_writer();
-    for value in [vec![], vec![9, 0, 1], vec![1, 0, 1, 0xff, 0xff], vec![1, 0, 42, 2]] {
+    for value in [
+        vec![],
+        vec![9, 0, 1],
+        vec![1, 0, 1, 0xff, 0xff],
+        vec![1, 0, 42, 2],
+    ] {
         w.put(
             "last",
             &RawEntry {
@@ -297,9 +365,17 @@ fn ttl_in_processing_and_event_time() {
         clock.set(1_099);
         assert!(proc.get(b"a").unwrap().is_some());
         clock.set(1_100);
-        assert!(proc.get(b"a").unwrap().is_none(), "expired value is invisible");
+        assert!(
+            proc.get(b"a").unwrap().is_none(),
+            "expired value is invisible"
+        );
         store.advance_event_time(560);
-        let live: Vec<_> = event.entries(b"a").unwrap().into_iter().map(|(_, v)| v.id).collect();
+        let live: Vec<_> = event
+            .entries(b"a")
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v.id)
+            .collect();
         assert_eq!(live, vec![2]);
         store.flush().unwrap();
     }
@@ -307,13 +383,12 @@ fn ttl_in_processing_and_event_time() {
     let store = StateStore::open(&path, opts()).unwrap();
     store.advance_event_time(560);
     store.compact().unwrap();
-    let count = |state: &str| {
-        store
-            .scan(state, KeyGroupRange::all(128))
-            .unwrap()
-            .count()
-    };
-    assert_eq!(count("proc"), 0, "expired processing-time value compacted away");
+    let count = |state: &str| store.scan(state, KeyGroupRange::all(128)).unwrap().count();
+    assert_eq!(
+        count("proc"),
+        0,
+        "expired processing-time value compacted away"
+    );
     assert_eq!(count("event"), 1, "only the live event-time entry remains");
     store.advance_event_time(600);
     store.compact().unwrap();
@@ -329,7 +404,9 @@ fn timers_fire_in_order_in_bounded_batches_and_survive_reopen() {
         let timers = store.timers();
         for i in 0..100i64 {
             let key = format!("k{}", i % 10);
-            timers.register(key.as_bytes(), (i * 37) % 1000 - 200).unwrap();
+            timers
+                .register(key.as_bytes(), (i * 37) % 1000 - 200)
+                .unwrap();
         }
         timers.register(b"k1", 5_000).unwrap();
         timers.delete(b"k1", 5_000).unwrap();
@@ -350,7 +427,11 @@ fn timers_fire_in_order_in_bounded_batches_and_survive_reopen() {
     assert_eq!(fired.len(), expected_due);
     let mut rest = Vec::new();
     timers.fire_due(i64::MAX, usize::MAX, &mut rest).unwrap();
-    assert_eq!(fired.len() + rest.len(), 100, "the deleted timer never fires");
+    assert_eq!(
+        fired.len() + rest.len(),
+        100,
+        "the deleted timer never fires"
+    );
     assert_eq!(timers.next_timestamp().unwrap(), None);
     for t in fired.iter().chain(&rest) {
         assert_eq!(t.key_group, store.key_group(&t.key));
@@ -380,11 +461,18 @@ fn key_groups_outside_the_instance_are_refused_and_scans_follow_ranges() {
         }
     }
     assert!(inside > 0 && outside > 0);
-    let scanned: Vec<RawEntry> = all.scan("last", range).unwrap().map(|e| e.unwrap()).collect();
+    let scanned: Vec<RawEntry> = all
+        .scan("last", range)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
     assert_eq!(scanned.len(), inside);
     assert!(scanned.iter().all(|e| range.contains(e.key_group)));
     assert!(scanned.windows(2).all(|w| w[0].key_group <= w[1].key_group));
     // retain_key_groups keeps exactly that range.
     all.retain_key_groups(range).unwrap();
-    assert_eq!(all.scan("last", KeyGroupRange::all(128)).unwrap().count(), inside);
+    assert_eq!(
+        all.scan("last", KeyGroupRange::all(128)).unwrap().count(),
+        inside
+    );
 }

@@ -57,7 +57,14 @@ impl ValueCodec for ImpressionCodec {
     type Value = Impression;
 
     fn encode(&self, v: &Impression, out: &mut Vec<u8>) -> Result<(), String> {
-        for x in [v.id, v.profile, v.title, v.ts, i64::from(v.row), i64::from(v.rank)] {
+        for x in [
+            v.id,
+            v.profile,
+            v.title,
+            v.ts,
+            i64::from(v.row),
+            i64::from(v.rank),
+        ] {
             zigzag(out, x);
         }
         zigzag(out, v.device.len() as i64);
@@ -79,7 +86,15 @@ impl ValueCodec for ImpressionCodec {
             Some(b"web") => "web",
             _ => "mobile",
         };
-        Ok(Impression { id, profile, title, ts, row, rank, device })
+        Ok(Impression {
+            id,
+            profile,
+            title,
+            ts,
+            row,
+            rank,
+            device,
+        })
     }
 }
 
@@ -106,9 +121,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -125,7 +142,10 @@ struct Row {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let mut rows = Vec::new();
 
@@ -173,7 +193,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..n as i64 {
         value.put(&key(i), &imp(i))?;
     }
-    rows.push(Row { op: "value put", ours: rate(n, t), raw: raw_put });
+    rows.push(Row {
+        op: "value put",
+        ours: rate(n, t),
+        raw: raw_put,
+    });
 
     // value get
     let t = Instant::now();
@@ -190,7 +214,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             found += v.row as usize;
         }
     }
-    rows.push(Row { op: "value get", ours: rate(n, t), raw: raw_get });
+    rows.push(Row {
+        op: "value get",
+        ours: rate(n, t),
+        raw: raw_get,
+    });
 
     // map put: 10 timestamps per key
     let keys_n = (n / 10) as i64;
@@ -206,7 +234,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..n as i64 {
         map.put(&key(i % keys_n + 1_000_000), &keys::ordered(&i), &imp(i))?;
     }
-    rows.push(Row { op: "map put", ours: rate(n, t), raw: raw_mput });
+    rows.push(Row {
+        op: "map put",
+        ours: rate(n, t),
+        raw: raw_mput,
+    });
 
     // map range scan of 10 entries
     let scans = (n / 10).max(1);
@@ -233,7 +265,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(true)
         })?;
     }
-    rows.push(Row { op: "map scan(10)", ours: rate(scans, t), raw: raw_scan });
+    rows.push(Row {
+        op: "map scan(10)",
+        ours: rate(scans, t),
+        raw: raw_scan,
+    });
 
     // list append (merge)
     let mut mo = Options::default();
@@ -258,12 +294,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..n as i64 {
         list.add(&key(i % keys_n), &imp(i))?;
     }
-    rows.push(Row { op: "list append", ours: rate(n, t), raw: raw_append });
+    rows.push(Row {
+        op: "list append",
+        ours: rate(n, t),
+        raw: raw_append,
+    });
 
     println!("bench-state: {n} operations per row (scan rows: {scans} scans of 10 entries)");
-    println!("{:<14} {:>14} {:>14} {:>8}", "operation", "state-core/s", "raw rocksdb/s", "ratio");
+    println!(
+        "{:<14} {:>14} {:>14} {:>8}",
+        "operation", "state-core/s", "raw rocksdb/s", "ratio"
+    );
     for r in &rows {
-        println!("{:<14} {:>14.0} {:>14.0} {:>7.0}%", r.op, r.ours, r.raw, 100.0 * r.ours / r.raw);
+        println!(
+            "{:<14} {:>14.0} {:>14.0} {:>7.0}%",
+            r.op,
+            r.ours,
+            r.raw,
+            100.0 * r.ours / r.raw
+        );
     }
     println!("peak RSS: {:.0} MiB   (checksum {found})", peak_rss_mib());
     Ok(())

@@ -1,0 +1,252 @@
+//! The interval-join operator on `state-core`: buffered impressions and
+//! plays in map state (one entry per event, ordered by event time), probes
+//! as range scans, and event-time timers that drop what the watermark has
+//! made useless.
+
+pub mod codec;
+pub mod schemas;
+
+use crate::event::{Impression, JoinedRow, LateEvent, LateReason, Play, Stream, JOIN_WINDOW_MS};
+use crate::source::{Arrival, Arrived};
+use codec::{ImpressionCodec, PlayCodec};
+use state_core::{
+    keys, KeyFormat, KeyGroupRange, MapState, StateDescriptor, StateError, StateStore, Timer,
+    TimerService,
+};
+use std::collections::HashSet;
+use std::ops::Bound;
+
+pub const IMPRESSIONS_STATE: &str = "impressions";
+pub const PLAYS_STATE: &str = "plays";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("state '{state}': {reason}")]
+    Schema { state: &'static str, reason: String },
+    #[error("output: {0}")]
+    Output(String),
+}
+
+/// Where the operator's results go.
+pub trait Output {
+    fn row(&mut self, row: &JoinedRow) -> Result<(), OperatorError>;
+    fn late(&mut self, event: &LateEvent) -> Result<(), OperatorError>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct JoinConfig {
+    pub allowed_lateness_ms: i64,
+    /// Most timers fired per call of [`JoinOperator::on_watermark`]: a
+    /// watermark jump fires in bounded rounds, never stalling a checkpoint.
+    pub timer_batch: usize,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        JoinConfig {
+            allowed_lateness_ms: 0,
+            timer_batch: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OperatorStats {
+    pub events: u64,
+    pub rows: u64,
+    pub late_events: u64,
+    pub timers_fired: u64,
+    pub entries_dropped: u64,
+}
+
+/// The states the operator declares, with the impression schema in force.
+pub fn descriptors(impression_schema: &str) -> Vec<StateDescriptor> {
+    vec![
+        StateDescriptor::map(IMPRESSIONS_STATE, impression_schema)
+            .with_key_format(KeyFormat::I64Pair)
+            .with_user_key_format(KeyFormat::I64Pair),
+        StateDescriptor::map(PLAYS_STATE, schemas::PLAY_V1)
+            .with_key_format(KeyFormat::I64Pair)
+            .with_user_key_format(KeyFormat::I64Pair),
+    ]
+}
+
+pub fn key_bytes(profile_id: i64, title_id: i64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&keys::ordered_i64(profile_id));
+    k[8..].copy_from_slice(&keys::ordered_i64(title_id));
+    k
+}
+
+/// User key of a buffered event: `(ts_ms, id)`, so entries of a key iterate
+/// in event-time order and time ranges are key ranges.
+fn user_key(ts_ms: i64, id: i64) -> [u8; 16] {
+    key_bytes(ts_ms, id)
+}
+
+fn ts_bound(ts_ms: i64) -> [u8; 8] {
+    keys::ordered_i64(ts_ms)
+}
+
+pub struct JoinOperator {
+    impressions: MapState<ImpressionCodec>,
+    plays: MapState<PlayCodec>,
+    timers: TimerService,
+    cfg: JoinConfig,
+    fired: Vec<Timer>,
+    stats: OperatorStats,
+}
+
+impl JoinOperator {
+    /// The operator of one instance, owning `key_groups` of `store`.
+    pub fn new(
+        store: &StateStore,
+        key_groups: KeyGroupRange,
+        cfg: JoinConfig,
+    ) -> Result<Self, OperatorError> {
+        let imp_codec =
+            ImpressionCodec::new(&store.current_schema(IMPRESSIONS_STATE)?).map_err(|reason| {
+                OperatorError::Schema {
+                    state: IMPRESSIONS_STATE,
+                    reason,
+                }
+            })?;
+        let play_codec = PlayCodec::new(&store.current_schema(PLAYS_STATE)?).map_err(|reason| {
+            OperatorError::Schema {
+                state: PLAYS_STATE,
+                reason,
+            }
+        })?;
+        Ok(JoinOperator {
+            impressions: store.map_state(IMPRESSIONS_STATE, imp_codec)?,
+            plays: store.map_state(PLAYS_STATE, play_codec)?,
+            timers: store.timers_for(key_groups),
+            cfg,
+            fired: Vec::new(),
+            stats: OperatorStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> OperatorStats {
+        self.stats
+    }
+
+    pub fn process(
+        &mut self,
+        arrival: &Arrival,
+        out: &mut impl Output,
+    ) -> Result<(), OperatorError> {
+        self.stats.events += 1;
+        if arrival.is_late(self.cfg.allowed_lateness_ms) {
+            self.stats.late_events += 1;
+            let reason = LateReason::for_allowed_lateness(self.cfg.allowed_lateness_ms);
+            let late = match &arrival.event {
+                Arrived::Impression(i) => {
+                    LateEvent::new(Stream::Impression, i, arrival.join_watermark, reason)
+                }
+                Arrived::Play(p) => LateEvent::new(Stream::Play, p, arrival.join_watermark, reason),
+            };
+            return out.late(&late);
+        }
+        match &arrival.event {
+            Arrived::Impression(i) => self.on_impression(i, out),
+            Arrived::Play(p) => self.on_play(p, out),
+        }
+    }
+
+    fn on_impression(
+        &mut self,
+        imp: &Impression,
+        out: &mut impl Output,
+    ) -> Result<(), OperatorError> {
+        let key = key_bytes(imp.profile_id, imp.title_id);
+        let lo = ts_bound(imp.ts_ms);
+        let hi = ts_bound(imp.ts_ms.saturating_add(JOIN_WINDOW_MS).saturating_add(1));
+        let mut result = Ok(());
+        let rows = &mut self.stats.rows;
+        self.plays.for_each_in_range(
+            &key,
+            Bound::Included(&lo),
+            Bound::Excluded(&hi),
+            |_, play| {
+                *rows += 1;
+                result = out.row(&JoinedRow::new(&play, imp));
+                Ok(result.is_ok())
+            },
+        )?;
+        result?;
+        self.impressions
+            .put(&key, &user_key(imp.ts_ms, imp.impression_id), imp)?;
+        let cleanup = imp
+            .ts_ms
+            .saturating_add(JOIN_WINDOW_MS)
+            .saturating_add(self.cfg.allowed_lateness_ms)
+            .saturating_add(1);
+        self.timers.register(&key, cleanup)?;
+        Ok(())
+    }
+
+    fn on_play(&mut self, play: &Play, out: &mut impl Output) -> Result<(), OperatorError> {
+        let key = key_bytes(play.profile_id, play.title_id);
+        let lo = ts_bound(play.ts_ms.saturating_sub(JOIN_WINDOW_MS));
+        let hi = ts_bound(play.ts_ms.saturating_add(1));
+        let mut result = Ok(());
+        let rows = &mut self.stats.rows;
+        self.impressions.for_each_in_range(
+            &key,
+            Bound::Included(&lo),
+            Bound::Excluded(&hi),
+            |_, imp| {
+                *rows += 1;
+                result = out.row(&JoinedRow::new(play, &imp));
+                Ok(result.is_ok())
+            },
+        )?;
+        result?;
+        self.plays
+            .put(&key, &user_key(play.ts_ms, play.play_id), play)?;
+        let cleanup = play
+            .ts_ms
+            .saturating_add(self.cfg.allowed_lateness_ms)
+            .saturating_add(1);
+        self.timers.register(&key, cleanup)?;
+        Ok(())
+    }
+
+    /// Fires up to `timer_batch` due timers and drops, for their keys, the
+    /// entries no future on-time event can match: impressions with
+    /// `ts + window + lateness < watermark`, plays with `ts + lateness <
+    /// watermark`. Returns how many timers fired; call again while it
+    /// returns the full batch.
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<usize, OperatorError> {
+        if watermark == i64::MIN || watermark == i64::MAX {
+            // MAX: end of input. Nothing can arrive any more, so cleaning up
+            // is pointless: skipping it is what keeps the final checkpoint
+            // (and the job's exit) from waiting on millions of timers.
+            return Ok(0);
+        }
+        self.fired.clear();
+        let n = self
+            .timers
+            .fire_due(watermark, self.cfg.timer_batch, &mut self.fired)?;
+        let lateness = self.cfg.allowed_lateness_ms;
+        let imp_bound = ts_bound(
+            watermark
+                .saturating_sub(JOIN_WINDOW_MS)
+                .saturating_sub(lateness),
+        );
+        let play_bound = ts_bound(watermark.saturating_sub(lateness));
+        let mut seen = HashSet::with_capacity(n);
+        for t in &self.fired {
+            if !seen.insert(t.key.as_slice()) {
+                continue;
+            }
+            self.stats.entries_dropped += self.impressions.remove_below(&t.key, &imp_bound)? as u64;
+            self.stats.entries_dropped += self.plays.remove_below(&t.key, &play_bound)? as u64;
+        }
+        self.stats.timers_fired += n as u64;
+        Ok(n)
+    }
+}
