@@ -20,6 +20,7 @@ pub mod iter;
 pub mod keygroup;
 pub mod keys;
 pub mod options;
+pub mod savepoint;
 pub mod schema;
 pub mod state;
 pub mod store;
