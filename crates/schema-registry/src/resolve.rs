@@ -19,7 +19,7 @@ use crate::values;
 use crate::wire::{self, Cursor};
 
 /// Deepest nesting of data (records in arrays in unions...) we decode.
-const MAX_DEPTH: usize = 256;
+const MAX_DEPTH: usize = 128;
 /// Most items of zero-byte encodings (null, empty records) in one collection block.
 const MAX_ZERO_SIZED_ITEMS: usize = 1 << 20;
 
@@ -448,7 +448,12 @@ impl Resolver {
     }
 
     /// Record whose writer fields come in reader order: build the field list directly.
-    fn record_value_in_order(&self, plan: &RecordPlan, cur: &mut Cursor<'_>, depth: usize) -> Result<Value, DecodeError> {
+    fn record_value_in_order(
+        &self,
+        plan: &RecordPlan,
+        cur: &mut Cursor<'_>,
+        depth: usize,
+    ) -> Result<Value, DecodeError> {
         let mut fields: Vec<(String, Value)> = Vec::with_capacity(plan.names.len());
         let mut defaults = plan.defaults.iter().peekable();
         for step in &plan.steps {

@@ -45,10 +45,16 @@ fn records(n: usize) -> Vec<Value> {
                 ("impression_id".into(), Value::Long(i as i64)),
                 ("profile_id".into(), Value::Long((x % 1_000_000) as i64)),
                 ("title_id".into(), Value::Long(((x >> 20) % 50_000) as i64)),
-                ("ts_ms".into(), Value::Long(1_700_000_000_000 + (i as i64) * 37)),
+                (
+                    "ts_ms".into(),
+                    Value::Long(1_700_000_000_000 + (i as i64) * 37),
+                ),
                 ("row".into(), Value::Int(((x >> 40) % 40) as i32)),
                 ("rank".into(), Value::Int(((x >> 48) % 75) as i32)),
-                ("device".into(), Value::String(devices[(x % 4) as usize].into())),
+                (
+                    "device".into(),
+                    Value::String(devices[(x % 4) as usize].into()),
+                ),
             ])
         })
         .collect()
@@ -63,28 +69,47 @@ fn measure(name: &str, n: usize, rounds: usize, mut f: impl FnMut() -> usize) ->
     }
     let secs = start.elapsed().as_secs_f64();
     let rate = done as f64 / secs;
-    println!("{name:<34} {rate:>14.0} records/s  ({} records in {secs:.3}s)", n * rounds);
+    println!(
+        "{name:<34} {rate:>14.0} records/s  ({} records in {secs:.3}s)",
+        n * rounds
+    );
     rate
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(200_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(200_000);
     let rounds = 5;
     let w = AvroSchema::parse(V1)?;
     let r = AvroSchema::parse(V2)?;
-    let encoded: Vec<Vec<u8>> = records(n).iter().map(|v| encode_value(&w, v)).collect::<Result<_, _>>()?;
+    let encoded: Vec<Vec<u8>> = records(n)
+        .iter()
+        .map(|v| encode_value(&w, v))
+        .collect::<Result<_, _>>()?;
     let bytes: usize = encoded.iter().map(Vec::len).sum();
-    println!("impression v1 -> v2, {n} records, {:.1} bytes/record, {rounds} rounds each", bytes as f64 / n as f64);
+    println!(
+        "impression v1 -> v2, {n} records, {:.1} bytes/record, {rounds} rounds each",
+        bytes as f64 / n as f64
+    );
 
     let plain = w.plain_resolver()?;
     let resolver = Resolver::compile(&w, &r)?;
     let mut out = Vec::with_capacity(64);
 
     let ours_plain = measure("ours: plain decode (value)", n, rounds, || {
-        encoded.iter().map(|b| black_box(plain.resolve_value(b).map(|_| 1).unwrap_or(0))).sum()
+        encoded
+            .iter()
+            .map(|b| black_box(plain.resolve_value(b).map(|_| 1).unwrap_or(0)))
+            .sum()
     });
     let ours_value = measure("ours: resolve-to-value", n, rounds, || {
-        encoded.iter().map(|b| black_box(resolver.resolve_value(b).map(|_| 1).unwrap_or(0))).sum()
+        encoded
+            .iter()
+            .map(|b| black_box(resolver.resolve_value(b).map(|_| 1).unwrap_or(0)))
+            .sum()
     });
     let ours_bytes = measure("ours: resolve-to-bytes", n, rounds, || {
         encoded
@@ -98,7 +123,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let theirs_plain = measure("apache-avro: from_avro_datum(w)", n, rounds, || {
         encoded
             .iter()
-            .map(|b| black_box(apache_avro::from_avro_datum(w.inner(), &mut &b[..], None).map(|_| 1).unwrap_or(0)))
+            .map(|b| {
+                black_box(
+                    apache_avro::from_avro_datum(w.inner(), &mut &b[..], None)
+                        .map(|_| 1)
+                        .unwrap_or(0),
+                )
+            })
             .sum()
     });
     let theirs = measure("apache-avro: from_avro_datum(w, r)", n, rounds, || {
@@ -114,10 +145,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .sum()
     });
     println!();
-    println!("plain decode       vs apache plain:    {:.2}x", ours_plain / theirs_plain);
-    println!("resolve-to-value   vs apache resolve:  {:.2}x", ours_value / theirs);
-    println!("resolve-to-bytes   vs apache resolve:  {:.2}x  (target >= 3x)", ours_bytes / theirs);
-    println!("resolve-to-bytes   vs our plain decode: {:.2}x", ours_bytes / ours_plain);
+    println!(
+        "plain decode       vs apache plain:    {:.2}x",
+        ours_plain / theirs_plain
+    );
+    println!(
+        "resolve-to-value   vs apache resolve:  {:.2}x",
+        ours_value / theirs
+    );
+    println!(
+        "resolve-to-bytes   vs apache resolve:  {:.2}x  (target >= 3x)",
+        ours_bytes / theirs
+    );
+    println!(
+        "resolve-to-bytes   vs our plain decode: {:.2}x",
+        ours_bytes / ours_plain
+    );
     println!("peak RSS: {} KiB", peak_rss_kib());
     Ok(())
 }
