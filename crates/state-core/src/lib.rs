@@ -38,3 +38,5 @@ pub use options::{RocksTuning, StoreOptions};
 pub use state::{ListState, MapState, ValueState};
 pub use store::{StateStore, STORE_FORMAT_VERSION};
 pub use timers::{Timer, TimerService};
+
+pub use savepoint::{Savepoint, SavepointError, SavepointMeta};
