@@ -1,1 +1,7 @@
+//! The `savepoint` command's implementation; `main.rs` only parses and renders.
 
+pub mod cli;
+pub mod commands;
+pub mod keys;
+pub mod progress;
+pub mod schema_cmd;

@@ -84,3 +84,26 @@ pub mod fuzzing {
         w.finish().unwrap_or_default()
     }
 }
+
+/// Writes entries of a state as one Avro container file (zstd) with the
+/// savepoint's entry schema: `savepoint dump --format avro`.
+pub fn write_entries_avro<W: std::io::Write>(
+    out: W,
+    kind: crate::descriptor::StateKind,
+    value_schema_json: &str,
+    entries: impl Iterator<Item = Result<Entry>>,
+) -> Result<u64> {
+    let json = avro::entry_schema_json(kind, value_schema_json);
+    let io = |e: std::io::Error| SavepointError::Io {
+        context: "writing Avro output".into(),
+        source: e,
+    };
+    let mut w = avro::ContainerWriter::new(out, &json, value_schema_json.as_bytes()).map_err(io)?;
+    for e in entries {
+        let e = e?;
+        w.append(|buf| avro::encode_entry(buf, &e)).map_err(io)?;
+    }
+    let n = w.records;
+    w.finish().map_err(io)?;
+    Ok(n)
+}
