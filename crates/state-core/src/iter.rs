@@ -72,6 +72,8 @@ impl StateStore {
         ro.set_iterate_upper_bound(keys::key_group_end_exclusive(range.end));
         // A scan of everything should not evict the operator's working set.
         ro.fill_cache(false);
+        // Crosses key prefixes: prefix bloom filters must not be used.
+        ro.set_total_order_seek(true);
         let mut it = self.inner.db.raw_iterator_cf_opt(cf, ro);
         it.seek(keys::key_group_start(range.start));
         Ok(StateScan {
@@ -190,10 +192,7 @@ impl RawWriter<'_> {
             });
         }
         let cf = inner.cf(TIMERS_CF)?;
-        let mut k = Vec::with_capacity(10 + timer.key.len());
-        k.extend_from_slice(&keys::ordered_i64(timer.timestamp));
-        k.extend_from_slice(&timer.key_group.to_be_bytes());
-        k.extend_from_slice(&timer.key);
+        let k = crate::timers::timer_key(timer.timestamp, timer.key_group, &timer.key, &timer.payload)?;
         self.batch.put_cf(cf, k, []);
         Ok(())
     }

@@ -10,6 +10,7 @@
 //!
 //! Byte layouts are specified in `docs/state-format.md`.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod clock;
 pub mod codec;
@@ -40,3 +41,4 @@ pub use store::{StateStore, STORE_FORMAT_VERSION};
 pub use timers::{Timer, TimerService};
 
 pub use savepoint::{Savepoint, SavepointError, SavepointMeta};
+pub use batch::StateBatch;

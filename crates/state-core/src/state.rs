@@ -5,6 +5,7 @@
 //! version (and expiry, with a TTL); every read resolves older versions to
 //! the current schema and hides expired entries.
 
+use crate::batch::StateBatch;
 use crate::codec::{SerdeAvro, ValueCodec};
 use crate::descriptor::StateKind;
 use crate::envelope::{self, Envelope};
@@ -270,6 +271,7 @@ impl<C: ValueCodec> MapState<C> {
         let prefix = self.h.key(key, b"")?;
         let (lower, upper) = range_bounds(&prefix, from, to);
         let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
         ro.set_iterate_lower_bound(lower.clone());
         if let Some(u) = upper {
             ro.set_iterate_upper_bound(u);
@@ -310,6 +312,21 @@ impl<C: ValueCodec> MapState<C> {
                 "range delete in '{}'",
                 self.h.info.name()
             )))
+    }
+
+    /// Adds a put to `batch` (visible once the batch is committed).
+    pub fn put_in(&self, batch: &mut StateBatch, key: &[u8], user_key: &[u8], value: &C::Value) -> Result<()> {
+        let k = self.h.key(key, user_key)?;
+        let v = self.h.encode(value)?;
+        batch.put(self.h.cf()?, &k, &v);
+        Ok(())
+    }
+
+    /// Adds a point delete to `batch`.
+    pub fn remove_in(&self, batch: &mut StateBatch, key: &[u8], user_key: &[u8]) -> Result<()> {
+        let k = self.h.key(key, user_key)?;
+        batch.delete(self.h.cf()?, &k);
+        Ok(())
     }
 
     /// Removes the entries of `key` whose user key is below `to` (exclusive),

@@ -597,6 +597,17 @@ fn column_family_options(
     if kind == Some(StateKind::List) {
         o.set_merge_operator_associative("streamstate-list-append", list_append);
     }
+    if kind == Some(StateKind::Map) {
+        // Probes seek within one (key, namespace): prefix bloom filters let a
+        // seek skip every SST (and the memtable) that lacks the key, which is
+        // most of them for the join's negative probes.
+        o.set_prefix_extractor(rocksdb::SliceTransform::create(
+            "streamstate-key-prefix",
+            key_prefix,
+            Some(key_prefix_in_domain),
+        ));
+        o.set_memtable_prefix_bloom_ratio(0.05);
+    }
     if let Some(domain) = ttl {
         let event_time = event_time.clone();
         let clock = clock.clone();
@@ -640,6 +651,18 @@ fn ttl_decision(kind: Option<StateKind>, value: &[u8], now: i64) -> rocksdb::Com
     } else {
         rocksdb::CompactionDecision::Keep
     }
+}
+
+/// The `[kg][len][key][len][namespace]` prefix of a state key.
+fn key_prefix(raw: &[u8]) -> &[u8] {
+    match keys::decode(raw) {
+        Some(d) => &raw[..raw.len() - d.user_key.len()],
+        None => raw,
+    }
+}
+
+fn key_prefix_in_domain(raw: &[u8]) -> bool {
+    keys::decode(raw).is_some()
 }
 
 /// List append: operands are already `[len][envelope]` sequences, so

@@ -1,7 +1,10 @@
 //! Event-time timers, kept in RocksDB so they survive restore.
 //!
 //! Layout (column family `__timers`, docs/state-format.md "Timers"):
-//! `[timestamp: ordered i64][key group: u16 BE][key]`, empty value.
+//! `[timestamp: ordered i64][key group: u16 BE][key length: u16 BE][key][payload]`,
+//! empty value. The payload is the caller's: what to do when the timer fires
+//! (the join puts there the entry the timer expires, so firing deletes it by
+//! a point delete instead of a scan).
 //! Timestamp first, unlike state: firing "everything up to the watermark" is
 //! the hot path and becomes one forward scan; restoring a sub-range filters by
 //! the key group that follows (rare).
@@ -9,6 +12,7 @@
 use crate::error::{Result, StateError};
 use crate::keygroup::KeyGroupRange;
 use crate::keys::{decode_ordered_i64, ordered_i64};
+use crate::batch::StateBatch;
 use crate::store::{StateStore, StoreInner, TIMERS_CF};
 use rocksdb::ReadOptions;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,6 +23,7 @@ pub struct Timer {
     pub timestamp: i64,
     pub key_group: u16,
     pub key: Vec<u8>,
+    pub payload: Vec<u8>,
 }
 
 /// Registers, deletes and fires timers of one store.
@@ -38,52 +43,77 @@ pub struct TimerService {
     fired_through: AtomicI64,
 }
 
-fn timer_key(timestamp: i64, key_group: u16, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(10 + key.len());
+pub(crate) fn timer_key(timestamp: i64, key_group: u16, key: &[u8], payload: &[u8]) -> Result<Vec<u8>> {
+    if key.len() > crate::keys::MAX_KEY_LEN {
+        return Err(StateError::KeyTooLong {
+            len: key.len(),
+            max: crate::keys::MAX_KEY_LEN,
+        });
+    }
+    let mut out = Vec::with_capacity(12 + key.len() + payload.len());
     out.extend_from_slice(&ordered_i64(timestamp));
     out.extend_from_slice(&key_group.to_be_bytes());
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
     out.extend_from_slice(key);
-    out
+    out.extend_from_slice(payload);
+    Ok(out)
 }
 
 pub(crate) fn decode_timer_key(raw: &[u8]) -> Option<Timer> {
     let timestamp = decode_ordered_i64(raw)?;
     let kg = raw.get(8..10)?;
+    let len = raw.get(10..12)?;
+    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+    let key = raw.get(12..12 + len)?;
     Some(Timer {
         timestamp,
         key_group: u16::from_be_bytes([kg[0], kg[1]]),
-        key: raw[10..].to_vec(),
+        key: key.to_vec(),
+        payload: raw[12 + len..].to_vec(),
     })
 }
 
 impl TimerService {
     /// Registers a timer for `key` at `timestamp` (idempotent).
     pub fn register(&self, key: &[u8], timestamp: i64) -> Result<()> {
-        let kg = self.owned(key)?;
-        let fired = self.fired_through.load(Ordering::Relaxed);
-        let timestamp = if timestamp <= fired {
-            fired.saturating_add(1)
-        } else {
-            timestamp
-        };
+        self.register_with(key, timestamp, b"")
+    }
+
+    /// Registers a timer carrying `payload` (a timer is identified by
+    /// timestamp, key and payload together).
+    pub fn register_with(&self, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<()> {
+        let k = self.key_for(key, timestamp, payload)?;
         let cf = self.store.cf(TIMERS_CF)?;
         self.store
             .db
-            .put_cf_opt(
-                cf,
-                timer_key(timestamp, kg, key),
-                [],
-                &self.store.write_opts,
-            )
+            .put_cf_opt(cf, k, [], &self.store.write_opts)
             .map_err(StateError::rocks("register timer"))
     }
 
+    /// Registers a timer as part of a batch of writes.
+    pub fn register_in(&self, batch: &mut StateBatch, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<()> {
+        let k = self.key_for(key, timestamp, payload)?;
+        batch.put(self.store.cf(TIMERS_CF)?, &k, &[]);
+        Ok(())
+    }
+
+    fn key_for(&self, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<Vec<u8>> {
+        let kg = self.owned(key)?;
+        let fired = self.fired_through.load(Ordering::Relaxed);
+        let timestamp = if timestamp <= fired { fired.saturating_add(1) } else { timestamp };
+        timer_key(timestamp, kg, key, payload)
+    }
+
     pub fn delete(&self, key: &[u8], timestamp: i64) -> Result<()> {
+        self.delete_with(key, timestamp, b"")
+    }
+
+    pub fn delete_with(&self, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<()> {
         let kg = self.owned(key)?;
         let cf = self.store.cf(TIMERS_CF)?;
         self.store
             .db
-            .delete_cf_opt(cf, timer_key(timestamp, kg, key), &self.store.write_opts)
+            .delete_cf_opt(cf, timer_key(timestamp, kg, key, payload)?, &self.store.write_opts)
             .map_err(StateError::rocks("delete timer"))
     }
 
