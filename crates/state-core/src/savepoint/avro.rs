@@ -76,7 +76,7 @@ pub fn entry_schema_json(kind: StateKind, value_schema_json: &str) -> String {
 
 pub fn timer_schema_json() -> String {
     format!(
-        r#"{{"type":"record","name":"{TIMER_RECORD}","fields":[{{"name":"key_group","type":"int"}},{{"name":"key","type":"bytes"}},{{"name":"timestamp","type":"long"}}]}}"#
+        r#"{{"type":"record","name":"{TIMER_RECORD}","fields":[{{"name":"key_group","type":"int"}},{{"name":"key","type":"bytes"}},{{"name":"timestamp","type":"long"}},{{"name":"payload","type":"bytes","default":""}}]}}"#
     )
 }
 
@@ -295,12 +295,15 @@ pub struct TimerRecord {
     pub key_group: u16,
     pub key: Vec<u8>,
     pub timestamp: i64,
+    /// The caller's payload of the timer (see `Timer::payload`).
+    pub payload: Vec<u8>,
 }
 
 pub fn encode_timer(out: &mut Vec<u8>, t: &TimerRecord) {
     put_long(out, i64::from(t.key_group));
     put_bytes(out, &t.key);
     put_long(out, t.timestamp);
+    put_bytes(out, &t.payload);
 }
 
 pub fn decode_timer(c: &mut Cursor<'_>) -> std::result::Result<TimerRecord, String> {
@@ -308,6 +311,7 @@ pub fn decode_timer(c: &mut Cursor<'_>) -> std::result::Result<TimerRecord, Stri
         key_group: c.key_group()?,
         key: c.bytes()?.to_vec(),
         timestamp: c.long()?,
+        payload: c.bytes()?.to_vec(),
     })
 }
 

@@ -253,6 +253,7 @@ pub(crate) fn store_timers(
                     key_group: t.key_group,
                     key: t.key,
                     timestamp: t.timestamp,
+                    payload: t.payload,
                 }))
             }
             Some(_) => continue,

@@ -361,6 +361,7 @@ fn rekey(sp: &Savepoint, dir: &Path, new_max: u16) -> Result<StateStore> {
             timestamp: t.timestamp,
             key_group: key_group_of(&t.key, new_max),
             key: t.key,
+            payload: t.payload,
         })?;
     }
     w.commit()?;

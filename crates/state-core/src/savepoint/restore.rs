@@ -130,6 +130,7 @@ fn load(sp: &Savepoint, dir: &Path, opts: &StoreOptions) -> Result<()> {
                 timestamp: t.timestamp,
                 key_group: t.key_group,
                 key: t.key,
+                payload: t.payload,
             })?;
         }
     }
