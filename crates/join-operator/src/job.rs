@@ -536,6 +536,7 @@ fn worker_loop(
                     for a in &batch {
                         op.process(a, &mut sinks).map_err(|e| e.to_string())?;
                     }
+                    op.flush().map_err(|e| e.to_string())?;
                     op.on_watermark(watermark).map_err(|e| e.to_string())?;
                 }
                 Command::Barrier(id) => {

@@ -10,8 +10,8 @@ use crate::event::{Impression, JoinedRow, LateEvent, LateReason, Play, Stream, J
 use crate::source::{Arrival, Arrived};
 use codec::{ImpressionCodec, PlayCodec};
 use state_core::{
-    keys, KeyFormat, KeyGroupRange, MapState, StateDescriptor, StateError, StateStore, Timer,
-    TimerService,
+    keys, KeyFormat, KeyGroupRange, MapState, StateBatch, StateDescriptor, StateError, StateStore,
+    Timer, TimerService,
 };
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -86,9 +86,20 @@ fn user_key(ts_ms: i64, id: i64) -> [u8; 16] {
     key_bytes(ts_ms, id)
 }
 
+fn payload(side: u8, user_key: &[u8; 16]) -> [u8; 17] {
+    let mut p = [0u8; 17];
+    p[0] = side;
+    p[1..].copy_from_slice(user_key);
+    p
+}
+
 fn ts_bound(ts_ms: i64) -> [u8; 8] {
     keys::ordered_i64(ts_ms)
 }
+
+/// Timer payload tags: which buffered entry a cleanup timer expires.
+const SIDE_IMPRESSION: u8 = b'i';
+const SIDE_PLAY: u8 = b'p';
 
 pub struct JoinOperator {
     impressions: MapState<ImpressionCodec>,
@@ -96,6 +107,12 @@ pub struct JoinOperator {
     timers: TimerService,
     cfg: JoinConfig,
     fired: Vec<Timer>,
+    /// Writes of the events processed since the last flush: one RocksDB write
+    /// per input batch instead of two per event.
+    batch: StateBatch,
+    /// Keys written in `batch`: a probe of one of them commits it first, so
+    /// reads always see earlier events.
+    pending: HashSet<[u8; 16]>,
     stats: OperatorStats,
 }
 
@@ -125,6 +142,8 @@ impl JoinOperator {
             timers: store.timers_for(key_groups),
             cfg,
             fired: Vec::new(),
+            batch: StateBatch::new(store),
+            pending: HashSet::new(),
             stats: OperatorStats::default(),
         })
     }
@@ -133,6 +152,22 @@ impl JoinOperator {
         self.stats
     }
 
+    /// Commits the writes of the events processed so far.
+    pub fn flush(&mut self) -> Result<(), OperatorError> {
+        self.batch.commit()?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Makes earlier writes to `key` visible to the probe about to run.
+    fn before_probe(&mut self, key: &[u8; 16]) -> Result<(), OperatorError> {
+        if self.pending.contains(key) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Processes one event; its writes are buffered until [`Self::flush`].
     pub fn process(
         &mut self,
         arrival: &Arrival,
@@ -162,6 +197,7 @@ impl JoinOperator {
         out: &mut impl Output,
     ) -> Result<(), OperatorError> {
         let key = key_bytes(imp.profile_id, imp.title_id);
+        self.before_probe(&key)?;
         let lo = ts_bound(imp.ts_ms);
         let hi = ts_bound(imp.ts_ms.saturating_add(JOIN_WINDOW_MS).saturating_add(1));
         let mut result = Ok(());
@@ -177,19 +213,26 @@ impl JoinOperator {
             },
         )?;
         result?;
-        self.impressions
-            .put(&key, &user_key(imp.ts_ms, imp.impression_id), imp)?;
+        let uk = user_key(imp.ts_ms, imp.impression_id);
+        self.impressions.put_in(&mut self.batch, &key, &uk, imp)?;
         let cleanup = imp
             .ts_ms
             .saturating_add(JOIN_WINDOW_MS)
             .saturating_add(self.cfg.allowed_lateness_ms)
             .saturating_add(1);
-        self.timers.register(&key, cleanup)?;
+        self.timers.register_in(
+            &mut self.batch,
+            &key,
+            cleanup,
+            &payload(SIDE_IMPRESSION, &uk),
+        )?;
+        self.pending.insert(key);
         Ok(())
     }
 
     fn on_play(&mut self, play: &Play, out: &mut impl Output) -> Result<(), OperatorError> {
         let key = key_bytes(play.profile_id, play.title_id);
+        self.before_probe(&key)?;
         let lo = ts_bound(play.ts_ms.saturating_sub(JOIN_WINDOW_MS));
         let hi = ts_bound(play.ts_ms.saturating_add(1));
         let mut result = Ok(());
@@ -205,21 +248,23 @@ impl JoinOperator {
             },
         )?;
         result?;
-        self.plays
-            .put(&key, &user_key(play.ts_ms, play.play_id), play)?;
+        let uk = user_key(play.ts_ms, play.play_id);
+        self.plays.put_in(&mut self.batch, &key, &uk, play)?;
         let cleanup = play
             .ts_ms
             .saturating_add(self.cfg.allowed_lateness_ms)
             .saturating_add(1);
-        self.timers.register(&key, cleanup)?;
+        self.timers
+            .register_in(&mut self.batch, &key, cleanup, &payload(SIDE_PLAY, &uk))?;
+        self.pending.insert(key);
         Ok(())
     }
 
-    /// Fires up to `timer_batch` due timers and drops, for their keys, the
-    /// entries no future on-time event can match: impressions with
-    /// `ts + window + lateness < watermark`, plays with `ts + lateness <
-    /// watermark`. Returns how many timers fired; call again while it
-    /// returns the full batch.
+    /// Fires up to `timer_batch` due timers. Each expires one buffered
+    /// entry (named by its payload), removed by a point delete: an impression
+    /// once `ts + window + lateness < watermark`, a play once `ts + lateness <
+    /// watermark`, after which no on-time event can match it. Returns how
+    /// many fired; call again while it returns a full batch.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<usize, OperatorError> {
         if watermark == i64::MIN || watermark == i64::MAX {
             // MAX: end of input. Nothing can arrive any more, so cleaning up
@@ -227,25 +272,29 @@ impl JoinOperator {
             // (and the job's exit) from waiting on millions of timers.
             return Ok(0);
         }
+        self.flush()?;
         self.fired.clear();
         let n = self
             .timers
             .fire_due(watermark, self.cfg.timer_batch, &mut self.fired)?;
-        let lateness = self.cfg.allowed_lateness_ms;
-        let imp_bound = ts_bound(
-            watermark
-                .saturating_sub(JOIN_WINDOW_MS)
-                .saturating_sub(lateness),
-        );
-        let play_bound = ts_bound(watermark.saturating_sub(lateness));
-        let mut seen = HashSet::with_capacity(n);
         for t in &self.fired {
-            if !seen.insert(t.key.as_slice()) {
-                continue;
+            let (side, uk) = match t.payload.split_first() {
+                Some((&side, uk)) if uk.len() == 16 => (side, uk),
+                _ => {
+                    return Err(OperatorError::State(StateError::Corrupt {
+                        state: "__timers".into(),
+                        what: "join timer payload",
+                        reason: format!("{} bytes", t.payload.len()),
+                    }))
+                }
+            };
+            match side {
+                SIDE_IMPRESSION => self.impressions.remove_in(&mut self.batch, &t.key, uk)?,
+                _ => self.plays.remove_in(&mut self.batch, &t.key, uk)?,
             }
-            self.stats.entries_dropped += self.impressions.remove_below(&t.key, &imp_bound)? as u64;
-            self.stats.entries_dropped += self.plays.remove_below(&t.key, &play_bound)? as u64;
         }
+        self.batch.commit()?;
+        self.stats.entries_dropped += n as u64;
         self.stats.timers_fired += n as u64;
         Ok(n)
     }
