@@ -41,13 +41,17 @@ pub struct CheckpointArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Checkpoints and savepoints of a job: id, time, size, incremental bytes, parent, epoch, complete.
-    #[command(after_help = "Examples:\n  savepoint ls /data/jobs/join\n  savepoint ls s3://state/jobs/join --output json")]
+    #[command(
+        after_help = "Examples:\n  savepoint ls /data/jobs/join\n  savepoint ls s3://state/jobs/join --output json"
+    )]
     Ls { job: String },
 
     /// Summary of a savepoint or checkpoint: states, kinds, schema versions, counts, bytes, key-group skew, TTL, offsets, watermark.
-    #[command(after_help = "Metadata-only answers are instant; --deep scans (for a checkpoint: restores it to a temp dir) \
+    #[command(
+        after_help = "Metadata-only answers are instant; --deep scans (for a checkpoint: restores it to a temp dir) \
 to count values per schema version and the expired share.\n\nExamples:\n  savepoint inspect /data/savepoints/sp1\n  \
-savepoint inspect s3://state/jobs/join --checkpoint 42 --deep --now 1700000000000")]
+savepoint inspect s3://state/jobs/join --checkpoint 42 --deep --now 1700000000000"
+    )]
     Inspect {
         src: String,
         #[command(flatten)]
@@ -61,9 +65,11 @@ savepoint inspect s3://state/jobs/join --checkpoint 42 --deep --now 170000000000
     },
 
     /// Entries of a state as JSON lines (values decoded with their schema) or as an Avro file.
-    #[command(after_help = "Keys are written and parsed per the state's key format: utf8 as text, i64 as a number, \
+    #[command(
+        after_help = "Keys are written and parsed per the state's key format: utf8 as text, i64 as a number, \
 i64_pair as `a,b`, bytes as hex.\n\nExamples:\n  savepoint dump /data/savepoints/sp1 --state impressions --limit 10\n  \
-savepoint dump /data/savepoints/sp1 --state impressions --key 42,7\n  savepoint dump /data/savepoints/sp1 --state profiles --format avro > profiles.avro")]
+savepoint dump /data/savepoints/sp1 --state impressions --key 42,7\n  savepoint dump /data/savepoints/sp1 --state profiles --format avro > profiles.avro"
+    )]
     Dump {
         src: String,
         #[command(flatten)]
@@ -84,8 +90,10 @@ savepoint dump /data/savepoints/sp1 --state impressions --key 42,7\n  savepoint 
     },
 
     /// The value of one key (and user key, for map state).
-    #[command(after_help = "Examples:\n  savepoint get /data/savepoints/sp1 --state profiles --key alice\n  \
-savepoint get /data/savepoints/sp1 --state impressions --key 42,7 --user-key 1700000000000")]
+    #[command(
+        after_help = "Examples:\n  savepoint get /data/savepoints/sp1 --state profiles --key alice\n  \
+savepoint get /data/savepoints/sp1 --state impressions --key 42,7 --user-key 1700000000000"
+    )]
     Get {
         src: String,
         #[command(flatten)]
@@ -100,9 +108,11 @@ savepoint get /data/savepoints/sp1 --state impressions --key 42,7 --user-key 170
     },
 
     /// A savepoint from a job's checkpoint.
-    #[command(after_help = "The target must not hold a savepoint; it appears whole or not at all.\n\nExamples:\n  \
+    #[command(
+        after_help = "The target must not hold a savepoint; it appears whole or not at all.\n\nExamples:\n  \
 savepoint create /data/jobs/join --checkpoint latest --to /data/savepoints/sp1\n  \
-savepoint create s3://state/jobs/join --checkpoint 42 --to s3://state/savepoints/join-42")]
+savepoint create s3://state/jobs/join --checkpoint 42 --to s3://state/savepoints/join-42"
+    )]
     Create {
         job: String,
         #[command(flatten)]
@@ -112,9 +122,11 @@ savepoint create s3://state/jobs/join --checkpoint 42 --to s3://state/savepoints
     },
 
     /// Check a new schema against a state's values (registry rules), then rewrite every value to it.
-    #[command(after_help = "Refused changes print each incompatibility (rule and field path) and exit 1; \
+    #[command(
+        after_help = "Refused changes print each incompatibility (rule and field path) and exit 1; \
 nothing is written.\n\nExamples:\n  savepoint migrate /data/savepoints/sp1 --state profiles --schema profile-v3.avsc --dry-run\n  \
-savepoint migrate /data/savepoints/sp1 --state profiles --schema profile-v3.avsc --to /data/savepoints/sp1-v3")]
+savepoint migrate /data/savepoints/sp1 --state profiles --schema profile-v3.avsc --to /data/savepoints/sp1-v3"
+    )]
     Migrate {
         src: String,
         #[command(flatten)]
@@ -132,10 +144,12 @@ savepoint migrate /data/savepoints/sp1 --state profiles --schema profile-v3.avsc
     },
 
     /// One self-contained savepoint from a checkpoint chain or savepoint, values at their latest schema, expired entries dropped.
-    #[command(after_help = "--now is required with --drop-expired: event-time TTL compares against the watermark, \
+    #[command(
+        after_help = "--now is required with --drop-expired: event-time TTL compares against the watermark, \
 processing-time TTL against wall time; give the one that applies.\n\nExamples:\n  \
 savepoint compact /data/jobs/join --to /data/savepoints/compacted\n  \
-savepoint compact /data/savepoints/sp1 --to /data/savepoints/sp1-small --drop-expired --now 2026-11-27T00:00:00Z")]
+savepoint compact /data/savepoints/sp1 --to /data/savepoints/sp1-small --drop-expired --now 2026-11-27T00:00:00Z"
+    )]
     Compact {
         src: String,
         #[command(flatten)]
@@ -150,9 +164,11 @@ savepoint compact /data/savepoints/sp1 --to /data/savepoints/sp1-small --drop-ex
     },
 
     /// A local state directory a job can open (StateStore::open): how to put a job back to a past checkpoint.
-    #[command(after_help = "With --parallelism P --index I only instance I's key groups are kept.\n\nExamples:\n  \
+    #[command(
+        after_help = "With --parallelism P --index I only instance I's key groups are kept.\n\nExamples:\n  \
 savepoint restore /data/jobs/join --checkpoint 41 --to /var/lib/join/state\n  \
-savepoint restore /data/savepoints/sp1 --to /var/lib/join/state-3 --parallelism 4 --index 3")]
+savepoint restore /data/savepoints/sp1 --to /var/lib/join/state-3 --parallelism 4 --index 3"
+    )]
     Restore {
         src: String,
         #[command(flatten)]
@@ -166,10 +182,12 @@ savepoint restore /data/savepoints/sp1 --to /var/lib/join/state-3 --parallelism 
     },
 
     /// Split a savepoint into P key-group ranges; --max-parallelism changes the key-group count.
-    #[command(after_help = "Writes one savepoint whose files are split at the P instances' boundaries (its \
+    #[command(
+        after_help = "Writes one savepoint whose files are split at the P instances' boundaries (its \
 layout); each instance restores only its files. --max-parallelism recomputes every key's group.\n\nExamples:\n  \
 savepoint rescale /data/savepoints/sp1 --parallelism 8 --to /data/savepoints/sp1-p8\n  \
-savepoint rescale /data/savepoints/sp1 --parallelism 8 --max-parallelism 256 --to /data/savepoints/sp1-m256")]
+savepoint rescale /data/savepoints/sp1 --parallelism 8 --max-parallelism 256 --to /data/savepoints/sp1-m256"
+    )]
     Rescale {
         src: String,
         #[command(flatten)]
@@ -183,7 +201,9 @@ savepoint rescale /data/savepoints/sp1 --parallelism 8 --max-parallelism 256 --t
     },
 
     /// Check every checksum and structural invariant; exit 1 naming each damaged file.
-    #[command(after_help = "Examples:\n  savepoint verify /data/savepoints/sp1\n  savepoint verify s3://state/jobs/join --checkpoint latest")]
+    #[command(
+        after_help = "Examples:\n  savepoint verify /data/savepoints/sp1\n  savepoint verify s3://state/jobs/join --checkpoint latest"
+    )]
     Verify {
         src: String,
         #[command(flatten)]
@@ -191,8 +211,10 @@ savepoint rescale /data/savepoints/sp1 --parallelism 8 --max-parallelism 256 --t
     },
 
     /// Per state, keys added, removed and changed between A and B (values shown); exit 1 if they differ.
-    #[command(after_help = "Examples:\n  savepoint diff /data/savepoints/before /data/savepoints/after\n  \
-savepoint diff /data/savepoints/before /data/savepoints/after --limit 100 --output json")]
+    #[command(
+        after_help = "Examples:\n  savepoint diff /data/savepoints/before /data/savepoints/after\n  \
+savepoint diff /data/savepoints/before /data/savepoints/after --limit 100 --output json"
+    )]
     Diff {
         a: String,
         b: String,
@@ -202,7 +224,9 @@ savepoint diff /data/savepoints/before /data/savepoints/after --limit 100 --outp
     },
 
     /// What retention would delete from a job; a dry run unless --confirm.
-    #[command(after_help = "Examples:\n  savepoint gc /data/jobs/join --retain 3\n  savepoint gc s3://state/jobs/join --retain 2 --older-than 2h --confirm")]
+    #[command(
+        after_help = "Examples:\n  savepoint gc /data/jobs/join --retain 3\n  savepoint gc s3://state/jobs/join --retain 2 --older-than 2h --confirm"
+    )]
     Gc {
         job: String,
         /// Newest complete checkpoints kept.

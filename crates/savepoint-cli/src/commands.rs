@@ -24,7 +24,11 @@ pub struct Outcome {
 
 impl Outcome {
     fn ok(json: Json, table: String) -> Self {
-        Outcome { json, table, code: 0 }
+        Outcome {
+            json,
+            table,
+            code: 0,
+        }
     }
 }
 
@@ -80,10 +84,8 @@ fn materialize(ctx: &Ctx, src: Src) -> Result<(String, Option<tempfile::TempDir>
             let tmp = tmpdir(ctx)?;
             let dst = tmp.path().join("savepoint");
             let dst = dst.to_string_lossy().into_owned();
-            let rt = io_runtime()?;
-            let job_store = open_job(&rt, &job, JobStoreOptions::default())?;
             let (opts, bar) = ctx.write_opts("reading checkpoint");
-            sp::create_from_checkpoint(&job_store, id, &dst, &ctx.work_dir, opts)?;
+            sp::create_from_job(&job, id, &dst, &ctx.work_dir, opts)?;
             bar.finish();
             Ok((dst, Some(tmp)))
         }
@@ -144,7 +146,11 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome, CmdError> {
             deep,
             now,
         } => {
-            let now = now.as_deref().map(parse_time).transpose()?.unwrap_or_else(now_ms);
+            let now = now
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or_else(now_ms);
             inspect(ctx, resolve(&src, &checkpoint)?, deep, now)
         }
         Command::Dump {
@@ -169,7 +175,11 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome, CmdError> {
             let (url, _guard) = materialize(ctx, resolve(&src, &checkpoint)?)?;
             get(&url, &state, &key, user_key.as_deref())
         }
-        Command::Create { job, checkpoint, to } => create(ctx, &job, &checkpoint, &to),
+        Command::Create {
+            job,
+            checkpoint,
+            to,
+        } => create(ctx, &job, &checkpoint, &to),
         Command::Migrate {
             src,
             checkpoint,
@@ -235,7 +245,9 @@ fn ls(job: &str) -> Result<Outcome, CmdError> {
     let rt = io_runtime()?;
     match sp::detect(job)? {
         SourceKind::Job { .. } => {}
-        SourceKind::Savepoint => return Err(format!("{job} is a savepoint, not a job (use inspect)").into()),
+        SourceKind::Savepoint => {
+            return Err(format!("{job} is a savepoint, not a job (use inspect)").into())
+        }
     }
     let store = open_job(&rt, job, JobStoreOptions::default())?;
     let list = rt.block_on(store.list())?;
@@ -263,7 +275,9 @@ fn ls(job: &str) -> Result<Outcome, CmdError> {
             time_str(c.created_ms as i64),
             bytes_str(c.total_bytes),
             bytes_str(c.uploaded_bytes),
-            c.parent.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            c.parent
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
             c.epoch.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             status
         );
@@ -279,10 +293,15 @@ fn ls(job: &str) -> Result<Outcome, CmdError> {
                     time_str(m.created_ms),
                     bytes_str(bytes),
                     m.source.kind,
-                    m.source.checkpoint_id.map(|c| c.to_string()).unwrap_or_default()
+                    m.source
+                        .checkpoint_id
+                        .map(|c| c.to_string())
+                        .unwrap_or_default()
                 );
-                sps.push(json!({"type": "savepoint", "name": name, "created_ms": m.created_ms,
-                    "total_bytes": bytes, "source": m.source, "complete": true}));
+                sps.push(
+                    json!({"type": "savepoint", "name": name, "created_ms": m.created_ms,
+                    "total_bytes": bytes, "source": m.source, "complete": true}),
+                );
             }
             Err(e) => {
                 let _ = writeln!(table, "savepoint {name}: unreadable: {e}");
@@ -290,7 +309,10 @@ fn ls(job: &str) -> Result<Outcome, CmdError> {
             }
         }
     }
-    Ok(Outcome::ok(json!({"checkpoints": rows, "savepoints": sps}), table))
+    Ok(Outcome::ok(
+        json!({"checkpoints": rows, "savepoints": sps}),
+        table,
+    ))
 }
 
 // ------------------------------------------------------------------ inspect
@@ -302,7 +324,7 @@ fn skew(hist: &[u64]) -> Json {
     let max = hist.iter().copied().max().unwrap_or(0);
     let min = hist.iter().copied().min().unwrap_or(0);
     let mut top: Vec<(usize, u64)> = hist.iter().copied().enumerate().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1));
+    top.sort_by_key(|t| std::cmp::Reverse(t.1));
     top.truncate(5);
     json!({"key_groups": hist.len(), "min": min, "mean": (mean * 10.0).round() / 10.0, "max": max,
            "skew": if mean > 0.0 { ((max as f64 / mean) * 100.0).round() / 100.0 } else { 0.0 },
@@ -319,7 +341,11 @@ fn inspect(ctx: &Ctx, src: Src, deep: bool, now: i64) -> Result<Outcome, CmdErro
 fn inspect_savepoint(url: &str, deep: bool, now: i64) -> Result<Outcome, CmdError> {
     let s = Savepoint::open(io_runtime()?, url)?;
     let m = s.meta();
-    let deep_stats = if deep { Some(sp::inspect_savepoint(url, now)?) } else { None };
+    let deep_stats = if deep {
+        Some(sp::inspect_savepoint(url, now)?)
+    } else {
+        None
+    };
     let [lo, hi] = m.key_group_range;
     let mut t = format!(
         "savepoint {}\n  created {}  from {} {}{}  ({})\n  max parallelism {}  key groups [{lo}, {hi}]{}\n  timers {}\n",
@@ -335,9 +361,18 @@ fn inspect_savepoint(url: &str, deep: bool, now: i64) -> Result<Outcome, CmdErro
     );
     let mut states = Vec::new();
     for st in &m.states {
-        let d = deep_stats.as_ref().and_then(|v| v.iter().find(|x| x.state == st.name()));
-        let ttl = st.descriptor.ttl.map(|t| json!({"ttl_ms": t.ttl_ms, "time": t.time}));
-        let ttl_share = if st.entries > 0 { st.entries_with_ttl as f64 / st.entries as f64 } else { 0.0 };
+        let d = deep_stats
+            .as_ref()
+            .and_then(|v| v.iter().find(|x| x.state == st.name()));
+        let ttl = st
+            .descriptor
+            .ttl
+            .map(|t| json!({"ttl_ms": t.ttl_ms, "time": t.time}));
+        let ttl_share = if st.entries > 0 {
+            st.entries_with_ttl as f64 / st.entries as f64
+        } else {
+            0.0
+        };
         let mut j = json!({
             "state": st.name(), "kind": st.kind().name(), "entries": st.entries, "bytes": st.bytes,
             "files": st.files.len(), "schema_versions": st.schema_history.len(),
@@ -357,7 +392,11 @@ fn inspect_savepoint(url: &str, deep: bool, now: i64) -> Result<Outcome, CmdErro
             ttl_share * 100.0
         );
         if let Some(d) = d {
-            let share = if d.entries > 0 { d.expired as f64 / d.entries as f64 } else { 0.0 };
+            let share = if d.entries > 0 {
+                d.expired as f64 / d.entries as f64
+            } else {
+                0.0
+            };
             j["expired"] = json!(d.expired);
             j["expired_share"] = json!(share);
             j["values_by_version"] = json!(d.values_by_version);
@@ -371,7 +410,11 @@ fn inspect_savepoint(url: &str, deep: bool, now: i64) -> Result<Outcome, CmdErro
         );
         states.push(j);
     }
-    let _ = writeln!(t, "  user metadata (offsets, watermarks, sinks): {}", m.user);
+    let _ = writeln!(
+        t,
+        "  user metadata (offsets, watermarks, sinks): {}",
+        m.user
+    );
     let j = json!({"type": "savepoint", "location": s.location(), "format_version": m.format_version,
         "created_ms": m.created_ms, "source": m.source, "max_parallelism": m.max_parallelism,
         "key_group_range": m.key_group_range, "layout": m.layout, "timers": m.timers.count,
@@ -379,7 +422,13 @@ fn inspect_savepoint(url: &str, deep: bool, now: i64) -> Result<Outcome, CmdErro
     Ok(Outcome::ok(j, t))
 }
 
-fn inspect_checkpoint(ctx: &Ctx, job: &str, id: Option<u64>, deep: bool, now: i64) -> Result<Outcome, CmdError> {
+fn inspect_checkpoint(
+    ctx: &Ctx,
+    job: &str,
+    id: Option<u64>,
+    deep: bool,
+    now: i64,
+) -> Result<Outcome, CmdError> {
     let (manifest, stats) = if deep {
         let (m, s) = sp::inspect_checkpoint(job, id, &ctx.work_dir, now)?;
         (m, Some(s))
@@ -410,7 +459,9 @@ fn inspect_checkpoint(ctx: &Ctx, job: &str, id: Option<u64>, deep: bool, now: i6
     );
     let mut states = Vec::new();
     for m in &metas {
-        let d = stats.as_ref().and_then(|v| v.iter().find(|x| x.state == m.descriptor.name));
+        let d = stats
+            .as_ref()
+            .and_then(|v| v.iter().find(|x| x.state == m.descriptor.name));
         let mut j = json!({"state": m.descriptor.name, "kind": m.descriptor.kind.name(),
             "schema_versions": m.schemas.len(),
             "ttl": m.descriptor.ttl.map(|t| json!({"ttl_ms": t.ttl_ms, "time": t.time}))});
@@ -423,7 +474,13 @@ fn inspect_checkpoint(ctx: &Ctx, job: &str, id: Option<u64>, deep: bool, now: i6
         );
         match d {
             Some(d) => {
-                let share = |x: u64| if d.entries > 0 { x as f64 / d.entries as f64 } else { 0.0 };
+                let share = |x: u64| {
+                    if d.entries > 0 {
+                        x as f64 / d.entries as f64
+                    } else {
+                        0.0
+                    }
+                };
                 j["entries"] = json!(d.entries);
                 j["values_by_version"] = json!(d.values_by_version);
                 j["ttl_share"] = json!(share(d.with_ttl));
@@ -442,12 +499,19 @@ fn inspect_checkpoint(ctx: &Ctx, job: &str, id: Option<u64>, deep: bool, now: i6
                 );
             }
             None => {
-                let _ = writeln!(t, "  (entry counts, versions in use, expired share: --deep)");
+                let _ = writeln!(
+                    t,
+                    "  (entry counts, versions in use, expired share: --deep)"
+                );
             }
         }
         states.push(j);
     }
-    let _ = writeln!(t, "  user metadata (offsets, watermarks, sinks): {}", manifest.user);
+    let _ = writeln!(
+        t,
+        "  user metadata (offsets, watermarks, sinks): {}",
+        manifest.user
+    );
     let j = json!({"type": "checkpoint", "job": sp::redact(job), "id": manifest.id, "epoch": manifest.epoch,
         "parent": manifest.parent, "created_ms": manifest.created_ms, "files": manifest.files.len(),
         "total_bytes": manifest.total_bytes, "uploaded_bytes": manifest.uploaded_bytes,
@@ -491,7 +555,9 @@ fn dump(
     let s = Savepoint::open(io_runtime()?, url)?;
     let section = s.meta().state(state)?.clone();
     let schema = schema_registry::AvroSchema::parse(&section.schema)?;
-    let key_bytes = key.map(|k| parse_key(section.descriptor.key_format, k)).transpose()?;
+    let key_bytes = key
+        .map(|k| parse_key(section.descriptor.key_format, k))
+        .transpose()?;
     let user_key_bytes = user_key
         .map(|k| parse_key(section.descriptor.user_key_format, k))
         .transpose()?;
@@ -502,7 +568,9 @@ fn dump(
     if let Some(g) = kg {
         let [lo, hi] = s.meta().key_group_range;
         if g < lo || g > hi {
-            return Err(format!("key group {g} is not in this savepoint's range [{lo}, {hi}]").into());
+            return Err(
+                format!("key group {g} is not in this savepoint's range [{lo}, {hi}]").into(),
+            );
         }
     }
     let range = kg.map(|g| KeyGroupRange { start: g, end: g });
@@ -536,7 +604,11 @@ fn dump(
     out.flush()?;
     tracing::info!(entries = n, "dumped");
     // Output already streamed: nothing more to render.
-    Ok(Outcome { json: Json::Null, table: String::new(), code: 0 })
+    Ok(Outcome {
+        json: Json::Null,
+        table: String::new(),
+        code: 0,
+    })
 }
 
 fn get(url: &str, state: &str, key: &str, user_key: Option<&str>) -> Result<Outcome, CmdError> {
@@ -586,16 +658,20 @@ fn create(ctx: &Ctx, job: &str, chk: &CheckpointArg, to: &str) -> Result<Outcome
     let Src::Checkpoint { job, id } = src else {
         return Err(format!("{job} is a savepoint; create reads a job's checkpoint").into());
     };
-    let rt = io_runtime()?;
-    let store = open_job(&rt, &job, JobStoreOptions::default())?;
     let (opts, bar) = ctx.write_opts("writing savepoint");
-    let mut meta = sp::create_from_checkpoint(&store, id, to, &ctx.work_dir, opts)?;
+    let meta = sp::create_from_job(&job, id, to, &ctx.work_dir, opts)?;
     bar.finish();
-    meta.source.location = sp::redact(&job);
     Ok(written("created", to, &meta))
 }
 
-fn migrate(ctx: &Ctx, url: &str, state: &str, schema: &str, to: Option<&str>, dry_run: bool) -> Result<Outcome, CmdError> {
+fn migrate(
+    ctx: &Ctx,
+    url: &str,
+    state: &str,
+    schema: &str,
+    to: Option<&str>,
+    dry_run: bool,
+) -> Result<Outcome, CmdError> {
     let (opts, bar) = ctx.write_opts("migrating");
     let report = sp::migrate(url, state, schema, to.unwrap_or(""), dry_run, opts)?;
     bar.finish();
@@ -613,10 +689,17 @@ fn migrate(ctx: &Ctx, url: &str, state: &str, schema: &str, to: Option<&str>, dr
                 "  field {:<20} {}{}",
                 f.field,
                 f.change,
-                f.default.as_ref().map(|d| format!(" (default {d})")).unwrap_or_default()
+                f.default
+                    .as_ref()
+                    .map(|d| format!(" (default {d})"))
+                    .unwrap_or_default()
             );
         }
-        let _ = writeln!(t, "  values by version before: {}", json!(report.values_by_version));
+        let _ = writeln!(
+            t,
+            "  values by version before: {}",
+            json!(report.values_by_version)
+        );
         if dry_run {
             let _ = writeln!(t, "dry run: compatible, nothing written");
         } else {
@@ -629,14 +712,20 @@ fn migrate(ctx: &Ctx, url: &str, state: &str, schema: &str, to: Option<&str>, dr
         }
     }
     let code = if report.compatible { 0 } else { 1 };
-    Ok(Outcome { json: serde_json::to_value(&report)?, table: t, code })
+    Ok(Outcome {
+        json: serde_json::to_value(&report)?,
+        table: t,
+        code,
+    })
 }
 
 fn compact(ctx: &Ctx, src: Src, to: &str, at: Option<i64>) -> Result<Outcome, CmdError> {
     let (opts, bar) = ctx.write_opts("compacting");
     let meta = match src {
         Src::Savepoint(url) => sp::compact(&url, to, at, opts)?,
-        Src::Checkpoint { job, id } => sp::compact_checkpoint(&job, id, to, &ctx.work_dir, at, opts)?,
+        Src::Checkpoint { job, id } => {
+            sp::compact_checkpoint(&job, id, to, &ctx.work_dir, at, opts)?
+        }
     };
     bar.finish();
     Ok(written("compacted", to, &meta))
@@ -648,17 +737,26 @@ fn restore(src: Src, to: &Path, instance: Option<(u16, u16)>) -> Result<Outcome,
         Src::Savepoint(url) => {
             let s = Savepoint::open(rt.clone(), url)?;
             let [lo, hi] = s.meta().key_group_range;
-            (s.meta().max_parallelism, KeyGroupRange { start: lo, end: hi }, "savepoint")
+            (
+                s.meta().max_parallelism,
+                KeyGroupRange { start: lo, end: hi },
+                "savepoint",
+            )
         }
         Src::Checkpoint { job, id } => {
             let store = open_job(&rt, job, JobStoreOptions::default())?;
             let m = match id {
                 Some(id) => rt.block_on(store.manifest(*id))?,
-                None => rt.block_on(store.latest())?.ok_or_else(|| format!("{job}: no complete checkpoint"))?,
+                None => rt
+                    .block_on(store.latest())?
+                    .ok_or_else(|| format!("{job}: no complete checkpoint"))?,
             };
             (
                 m.max_parallelism,
-                KeyGroupRange { start: m.key_group_range.0, end: m.key_group_range.1 },
+                KeyGroupRange {
+                    start: m.key_group_range.0,
+                    end: m.key_group_range.1,
+                },
                 "checkpoint",
             )
         }
@@ -681,7 +779,11 @@ fn restore(src: Src, to: &Path, instance: Option<(u16, u16)>) -> Result<Outcome,
             (s, json!({"job": sp::redact(&job), "checkpoint": m.id}))
         }
     };
-    let states: Vec<String> = store.states().iter().map(|s| s.descriptor.name.clone()).collect();
+    let states: Vec<String> = store
+        .states()
+        .iter()
+        .map(|s| s.descriptor.name.clone())
+        .collect();
     drop(store);
     let table = format!(
         "restored {kind} into {} (key groups {range}, max parallelism {max_p}; states: {})\n",
@@ -698,7 +800,13 @@ fn restore(src: Src, to: &Path, instance: Option<(u16, u16)>) -> Result<Outcome,
 fn verify(ctx: &Ctx, src: Src) -> Result<Outcome, CmdError> {
     let report = match src {
         Src::Savepoint(url) => sp::verify(&url)?,
-        Src::Checkpoint { job, id } => match materialize(ctx, Src::Checkpoint { job: job.clone(), id }) {
+        Src::Checkpoint { job, id } => match materialize(
+            ctx,
+            Src::Checkpoint {
+                job: job.clone(),
+                id,
+            },
+        ) {
             // Restoring checks every file's size and checksum, reading every
             // value checks every envelope; then the savepoint itself.
             Ok((url, _guard)) => {
@@ -712,7 +820,10 @@ fn verify(ctx: &Ctx, src: Src) -> Result<Outcome, CmdError> {
                 files_checked: 0,
                 entries_checked: 0,
                 timers_checked: 0,
-                problems: vec![sp::Problem { file: job.clone(), problem: e.to_string() }],
+                problems: vec![sp::Problem {
+                    file: job.clone(),
+                    problem: e.to_string(),
+                }],
             },
         },
     };
@@ -724,13 +835,22 @@ fn verify(ctx: &Ctx, src: Src) -> Result<Outcome, CmdError> {
             report.files_checked, report.entries_checked, report.timers_checked, report.location
         );
     } else {
-        let _ = writeln!(t, "FAILED: {} problem(s) in {}", report.problems.len(), report.location);
+        let _ = writeln!(
+            t,
+            "FAILED: {} problem(s) in {}",
+            report.problems.len(),
+            report.location
+        );
         for p in &report.problems {
             let _ = writeln!(t, "  {}: {}", p.file, p.problem);
         }
     }
     let code = if report.ok { 0 } else { 1 };
-    Ok(Outcome { json: serde_json::to_value(&report)?, table: t, code })
+    Ok(Outcome {
+        json: serde_json::to_value(&report)?,
+        table: t,
+        code,
+    })
 }
 
 fn diff(a: &str, b: &str, limit: usize) -> Result<Outcome, CmdError> {
@@ -749,9 +869,19 @@ fn diff(a: &str, b: &str, limit: usize) -> Result<Outcome, CmdError> {
                 e.change,
                 e.key_group,
                 e.key,
-                if e.user_key.is_empty() { String::new() } else { format!(" user key {}", e.user_key) },
-                e.before.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-                e.after.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                if e.user_key.is_empty() {
+                    String::new()
+                } else {
+                    format!(" user key {}", e.user_key)
+                },
+                e.before
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                e.after
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
             );
         }
     }
@@ -759,12 +889,23 @@ fn diff(a: &str, b: &str, limit: usize) -> Result<Outcome, CmdError> {
         let _ = writeln!(t, "identical");
     }
     let code = if r.identical { 0 } else { 1 };
-    Ok(Outcome { json: serde_json::to_value(&r)?, table: t, code })
+    Ok(Outcome {
+        json: serde_json::to_value(&r)?,
+        table: t,
+        code,
+    })
 }
 
-fn gc(job: &str, retain: usize, grace: std::time::Duration, confirm: bool) -> Result<Outcome, CmdError> {
+fn gc(
+    job: &str,
+    retain: usize,
+    grace: std::time::Duration,
+    confirm: bool,
+) -> Result<Outcome, CmdError> {
     match sp::detect(job)? {
-        SourceKind::Job { checkpoint: None, .. } => {}
+        SourceKind::Job {
+            checkpoint: None, ..
+        } => {}
         _ => return Err(format!("{job} is not a job (gc works on a job's checkpoints)").into()),
     }
     let rt = io_runtime()?;

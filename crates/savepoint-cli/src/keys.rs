@@ -40,7 +40,7 @@ pub fn parse_key(format: KeyFormat, input: &str) -> Result<Vec<u8>, KeyParseErro
         }
         KeyFormat::Bytes => {
             let s = input.trim_start_matches("0x");
-            if s.len() % 2 != 0 {
+            if !s.len().is_multiple_of(2) {
                 return Err(err("odd number of hex digits".into()));
             }
             (0..s.len())

@@ -12,7 +12,9 @@ impl Bar {
             return Bar(None);
         }
         let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}: {human_pos} entries ({per_sec}) {elapsed}") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {msg}: {human_pos} entries ({per_sec}) {elapsed}",
+        ) {
             pb.set_style(style);
         }
         pb.set_message(what.to_string());

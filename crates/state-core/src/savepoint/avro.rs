@@ -455,7 +455,10 @@ pub fn next_block(
         return None;
     }
     if header.codec != "zstandard" {
-        return Some(Err(format!("codec '{}' (savepoints use zstandard)", header.codec)));
+        return Some(Err(format!(
+            "codec '{}' (savepoints use zstandard)",
+            header.codec
+        )));
     }
     let mut c = Cursor::new(buf);
     c.pos = *pos;
@@ -465,15 +468,22 @@ pub fn next_block(
     Some(r)
 }
 
-fn read_block(c: &mut Cursor<'_>, sync: &[u8; SYNC_LEN]) -> std::result::Result<(u64, Vec<u8>), String> {
+fn read_block(
+    c: &mut Cursor<'_>,
+    sync: &[u8; SYNC_LEN],
+) -> std::result::Result<(u64, Vec<u8>), String> {
     let at = c.pos;
     let count = c.long()?;
     let size = c.long()?;
     if count <= 0 || size < 0 || size as u64 > MAX_BLOCK_BYTES {
         return Err(format!("block at byte {at}: count {count}, size {size}"));
     }
-    let data = c.take(size as usize).map_err(|e| format!("block at byte {at}: {e}"))?;
-    let marker = c.take(SYNC_LEN).map_err(|e| format!("block at byte {at}: {e}"))?;
+    let data = c
+        .take(size as usize)
+        .map_err(|e| format!("block at byte {at}: {e}"))?;
+    let marker = c
+        .take(SYNC_LEN)
+        .map_err(|e| format!("block at byte {at}: {e}"))?;
     if marker != sync {
         return Err(format!("block at byte {at}: sync marker mismatch"));
     }
@@ -489,9 +499,9 @@ pub(crate) fn corrupt(file: &str, reason: impl Into<String>) -> SavepointError {
 }
 
 /// Decodes every record of a file held in memory, calling `f` for each.
-pub fn for_each_record<'b>(
+pub fn for_each_record(
     file: &str,
-    buf: &'b [u8],
+    buf: &[u8],
     expected_schema: &str,
     mut f: impl FnMut(&mut Cursor<'_>) -> Result<bool>,
 ) -> Result<()> {
@@ -536,8 +546,13 @@ mod tests {
 
     fn arb_entry(list: bool) -> impl Strategy<Value = Entry> {
         let bytes = || proptest::collection::vec(any::<u8>(), 0..12);
-        let el = (proptest::option::of(any::<i64>()), any::<i64>(), ".{0,5}")
-            .prop_map(|(e, a, s)| ListElement { expiry_ms: e, value: value(a, &s) });
+        let el =
+            (proptest::option::of(any::<i64>()), any::<i64>(), ".{0,5}").prop_map(|(e, a, s)| {
+                ListElement {
+                    expiry_ms: e,
+                    value: value(a, &s),
+                }
+            });
         (
             any::<u16>(),
             bytes(),

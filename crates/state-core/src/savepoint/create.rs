@@ -79,7 +79,32 @@ pub fn create_from_checkpoint(
     opts: WriteOptions,
 ) -> Result<SavepointMeta> {
     let rt = io_runtime()?;
-    checkpoint_to_savepoint(rt, job, job.prefix().as_ref(), id, dst_url, work_dir, opts, None)
+    checkpoint_to_savepoint(
+        rt,
+        job,
+        job.prefix().as_ref(),
+        id,
+        dst_url,
+        work_dir,
+        opts,
+        None,
+    )
+}
+
+/// [`create_from_checkpoint`] for the job at `job_url` (named by its URL,
+/// without credentials, in the metadata).
+pub fn create_from_job(
+    job_url: &str,
+    id: Option<u64>,
+    dst_url: &str,
+    work_dir: &Path,
+    opts: WriteOptions,
+) -> Result<SavepointMeta> {
+    let rt = io_runtime()?;
+    let job =
+        crate::checkpoint::open_job(&rt, job_url, checkpoint_store::JobStoreOptions::default())?;
+    let name = super::meta::redact(job_url);
+    checkpoint_to_savepoint(rt, &job, &name, id, dst_url, work_dir, opts, None)
 }
 
 /// [`create_from_checkpoint`] naming the job by its URL in the metadata,
@@ -100,7 +125,15 @@ pub(crate) fn checkpoint_to_savepoint(
     if drop_expired_at.is_some() {
         source.operation = "compact".into();
     }
-    write_store(rt, &store, manifest.user.clone(), source, dst_url, opts, drop_expired_at)
+    write_store(
+        rt,
+        &store,
+        manifest.user.clone(),
+        source,
+        dst_url,
+        opts,
+        drop_expired_at,
+    )
 }
 
 /// Restores a checkpoint into a temporary folder (deleted when the
@@ -117,8 +150,10 @@ pub(crate) fn restore_checkpoint(
             SavepointError::InvalidInput(format!("no complete checkpoint under {}", job.prefix()))
         })?,
     };
-    std::fs::create_dir_all(work_dir)
-        .map_err(SavepointError::io(format!("creating {}", work_dir.display())))?;
+    std::fs::create_dir_all(work_dir).map_err(SavepointError::io(format!(
+        "creating {}",
+        work_dir.display()
+    )))?;
     let tmp = tempfile::Builder::new()
         .prefix("restore-")
         .tempdir_in(work_dir)
@@ -259,7 +294,10 @@ pub(crate) fn store_timers(
             Some(_) => continue,
             None => {
                 done = true;
-                return Some(Err(SavepointError::corrupt(TIMERS_CF, "timer key does not decode")));
+                return Some(Err(SavepointError::corrupt(
+                    TIMERS_CF,
+                    "timer key does not decode",
+                )));
             }
         }
     }))

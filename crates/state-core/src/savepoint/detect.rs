@@ -10,7 +10,10 @@ use crate::checkpoint::io_runtime;
 pub enum SourceKind {
     Savepoint,
     /// A job root; `checkpoint` is set when the URL named one checkpoint.
-    Job { url: String, checkpoint: Option<u64> },
+    Job {
+        url: String,
+        checkpoint: Option<u64>,
+    },
 }
 
 /// Looks at `url` (without creating anything) and says what it holds.

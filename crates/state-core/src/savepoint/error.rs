@@ -104,7 +104,11 @@ impl SavepointError {
         move |source| SavepointError::Io { context, source }
     }
 
-    pub(crate) fn store(op: &'static str, path: impl Into<String>, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn store(
+        op: &'static str,
+        path: impl Into<String>,
+        e: impl std::fmt::Display,
+    ) -> Self {
         SavepointError::Store {
             op,
             path: path.into(),

@@ -4,9 +4,7 @@
 
 use super::error::{Result, SavepointError};
 use super::meta::redact;
-use checkpoint_store::object_store::{
-    path::Path, ObjectStore, PutMode, PutOptions, PutPayload,
-};
+use checkpoint_store::object_store::{path::Path, ObjectStore, PutMode, PutOptions, PutPayload};
 use checkpoint_store::{RetryConfig, RetryStore};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -206,7 +206,10 @@ impl SavepointMeta {
             for f in &s.files {
                 check_file(f, &format!("states/{name}/"), [lo, hi])?;
                 if prev_end.is_some_and(|p| f.key_group_range[0] <= p) {
-                    return Err(format!("state '{name}': file {} overlaps or is out of order", f.path));
+                    return Err(format!(
+                        "state '{name}': file {} overlaps or is out of order",
+                        f.path
+                    ));
                 }
                 prev_end = Some(f.key_group_range[1]);
                 entries = entries.saturating_add(f.entries);
@@ -218,7 +221,10 @@ impl SavepointMeta {
                     s.entries, s.bytes
                 ));
             }
-            let hist: u64 = s.key_group_entries.iter().fold(0u64, |a, b| a.saturating_add(*b));
+            let hist: u64 = s
+                .key_group_entries
+                .iter()
+                .fold(0u64, |a, b| a.saturating_add(*b));
             if hist != s.entries {
                 return Err(format!(
                     "state '{name}': histogram sums to {hist}, state has {} entries",
@@ -251,9 +257,17 @@ fn check_file(f: &FileMeta, dir: &str, [lo, hi]: [u16; 2]) -> std::result::Resul
     }
     let [a, b] = f.key_group_range;
     if a > b || a < lo || b > hi {
-        return Err(format!("file {}: key groups [{a}, {b}] outside [{lo}, {hi}]", f.path));
+        return Err(format!(
+            "file {}: key groups [{a}, {b}] outside [{lo}, {hi}]",
+            f.path
+        ));
     }
-    if f.checksum.len() != 32 || !f.checksum.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+    if f.checksum.len() != 32
+        || !f
+            .checksum
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(format!("file {}: malformed checksum", f.path));
     }
     Ok(())
@@ -282,7 +296,8 @@ mod tests {
 
     #[test]
     fn unknown_version_is_named() {
-        let err = SavepointMeta::parse(br#"{"format_version": 9}"#, "x/_metadata.json").unwrap_err();
+        let err =
+            SavepointMeta::parse(br#"{"format_version": 9}"#, "x/_metadata.json").unwrap_err();
         assert!(err.to_string().contains("format_version 9"), "{err}");
     }
 }

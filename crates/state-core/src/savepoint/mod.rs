@@ -19,10 +19,8 @@ mod read;
 mod restore;
 mod write;
 
-pub use avro::{
-    entry_schema_json, timer_schema_json, Entry, EntryValue, ListElement, TimerRecord,
-};
-pub use create::{create_from_checkpoint, create_from_store};
+pub use avro::{entry_schema_json, timer_schema_json, Entry, EntryValue, ListElement, TimerRecord};
+pub use create::{create_from_checkpoint, create_from_job, create_from_store};
 pub use detect::{detect, job_savepoints, SourceKind};
 pub use error::{Result, SavepointError, SavepointErrorKind};
 pub use meta::{
@@ -54,7 +52,11 @@ pub mod fuzzing {
         let Ok(schema) = schema_registry::AvroSchema::parse(schema_json) else {
             return 0;
         };
-        let kind = if list { StateKind::List } else { StateKind::Map };
+        let kind = if list {
+            StateKind::List
+        } else {
+            StateKind::Map
+        };
         let Ok(dec) = avro::EntryDecoder::new(kind, &schema) else {
             return 0;
         };
@@ -71,7 +73,11 @@ pub mod fuzzing {
 
     /// Writes entries into a container file (to seed a corpus).
     pub fn encode_entries(schema_json: &str, list: bool, entries: &[avro::Entry]) -> Vec<u8> {
-        let kind = if list { StateKind::List } else { StateKind::Map };
+        let kind = if list {
+            StateKind::List
+        } else {
+            StateKind::Map
+        };
         let json = avro::entry_schema_json(kind, schema_json);
         let Ok(mut w) = avro::ContainerWriter::new(Vec::new(), &json, b"fuzz") else {
             return Vec::new();

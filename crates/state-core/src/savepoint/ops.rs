@@ -95,7 +95,12 @@ pub fn migrate(
     for s in &sp.meta().states {
         let entries = sp.entries(s.name(), None)?;
         if s.name() != state {
-            w.write_state(s.descriptor.clone(), s.schema.clone(), s.schema_history.clone(), entries)?;
+            w.write_state(
+                s.descriptor.clone(),
+                s.schema.clone(),
+                s.schema_history.clone(),
+                entries,
+            )?;
             continue;
         }
         let mut history = s.schema_history.clone();
@@ -109,15 +114,20 @@ pub fn migrate(
             let mut e = e?;
             rewrite_values(&mut e, |v| {
                 let mut out = Vec::with_capacity(v.len() + 8);
-                resolver
-                    .resolve_bytes(v, &mut out)
-                    .map_err(|r| SavepointError::corrupt(&file, format!("value does not decode: {r}")))?;
+                resolver.resolve_bytes(v, &mut out).map_err(|r| {
+                    SavepointError::corrupt(&file, format!("value does not decode: {r}"))
+                })?;
                 Ok(out)
             })?;
             *counter += 1;
             Ok(e)
         });
-        w.write_state(descriptor, new.json().to_string(), history, rewritten_entries)?;
+        w.write_state(
+            descriptor,
+            new.json().to_string(),
+            history,
+            rewritten_entries,
+        )?;
     }
     copy_timers(&sp, &mut w)?;
     let mut source = SourceInfo::savepoint(sp.location(), "migrate");
@@ -150,13 +160,23 @@ fn field_changes(old: &AvroSchema, new: &AvroSchema) -> Vec<FieldChange> {
     let (Some(old), Some(new)) = (fields_of(old), fields_of(new)) else {
         return Vec::new();
     };
-    let name = |f: &Json| f.get("name").and_then(Json::as_str).unwrap_or("").to_string();
+    let name = |f: &Json| {
+        f.get("name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let mut out = Vec::new();
     for f in &new {
         match old.iter().find(|o| name(o) == name(f)) {
             None => out.push(FieldChange {
                 field: name(f),
-                change: if f.get("default").is_some() { "defaulted" } else { "added" }.into(),
+                change: if f.get("default").is_some() {
+                    "defaulted"
+                } else {
+                    "added"
+                }
+                .into(),
                 default: f.get("default").cloned(),
             }),
             Some(o) if o.get("type") != f.get("type") => out.push(FieldChange {
@@ -186,7 +206,13 @@ fn writer_like(sp: &Savepoint, dst_url: &str, mut opts: WriteOptions) -> Result<
         opts.splits = l.ranges.iter().map(|r| r[0]).collect();
     }
     let range = KeyGroupRange::new(m.key_group_range[0], m.key_group_range[1])?;
-    let mut w = SavepointWriter::create(sp.runtime().clone(), dst_url, m.max_parallelism, range, opts)?;
+    let mut w = SavepointWriter::create(
+        sp.runtime().clone(),
+        dst_url,
+        m.max_parallelism,
+        range,
+        opts,
+    )?;
     if let Some(l) = &m.layout {
         w.set_layout(l.clone());
     }
@@ -211,13 +237,16 @@ pub fn compact(
     let sp = Savepoint::open(io_runtime()?, src_url)?;
     let mut w = writer_like(&sp, dst_url, opts)?;
     for s in &sp.meta().states {
-        let entries = sp
-            .entries(s.name(), None)?
-            .filter_map(move |e| match e {
-                Ok(e) => drop_expired(e, drop_expired_at).map(Ok),
-                Err(e) => Some(Err(e)),
-            });
-        w.write_state(s.descriptor.clone(), s.schema.clone(), s.schema_history.clone(), entries)?;
+        let entries = sp.entries(s.name(), None)?.filter_map(move |e| match e {
+            Ok(e) => drop_expired(e, drop_expired_at).map(Ok),
+            Err(e) => Some(Err(e)),
+        });
+        w.write_state(
+            s.descriptor.clone(),
+            s.schema.clone(),
+            s.schema_history.clone(),
+            entries,
+        )?;
     }
     copy_timers(&sp, &mut w)?;
     let mut source = SourceInfo::savepoint(sp.location(), "compact");
@@ -237,7 +266,8 @@ pub fn compact_checkpoint(
     opts: WriteOptions,
 ) -> Result<SavepointMeta> {
     let rt = io_runtime()?;
-    let job = crate::checkpoint::open_job(&rt, job_url, checkpoint_store::JobStoreOptions::default())?;
+    let job =
+        crate::checkpoint::open_job(&rt, job_url, checkpoint_store::JobStoreOptions::default())?;
     super::create::checkpoint_to_savepoint(
         rt,
         &job,
@@ -300,7 +330,12 @@ pub fn rescale(
         w.set_layout(layout);
         for s in &m.states {
             let entries = sp.entries(s.name(), None)?;
-            w.write_state(s.descriptor.clone(), s.schema.clone(), s.schema_history.clone(), entries)?;
+            w.write_state(
+                s.descriptor.clone(),
+                s.schema.clone(),
+                s.schema_history.clone(),
+                entries,
+            )?;
         }
         copy_timers(&sp, &mut w)?;
         return w.finish(source, m.user.clone());
@@ -312,7 +347,10 @@ pub fn rescale(
         )));
     }
     // RocksDB sorts the re-keyed entries for us, in bounded memory.
-    std::fs::create_dir_all(work_dir).map_err(SavepointError::io(format!("creating {}", work_dir.display())))?;
+    std::fs::create_dir_all(work_dir).map_err(SavepointError::io(format!(
+        "creating {}",
+        work_dir.display()
+    )))?;
     let tmp = tempfile::Builder::new()
         .prefix("rescale-")
         .tempdir_in(work_dir)
@@ -421,7 +459,9 @@ pub fn verify(url: &str) -> Result<VerifyReport> {
                 match e {
                     Ok(e) => {
                         n += 1;
-                        if let Some(h) = hist.get_mut(usize::from(e.key_group - m.key_group_range[0])) {
+                        if let Some(h) =
+                            hist.get_mut(usize::from(e.key_group - m.key_group_range[0]))
+                        {
                             *h += 1;
                         }
                     }
@@ -439,7 +479,10 @@ pub fn verify(url: &str) -> Result<VerifyReport> {
         if report.problems.is_empty() && hist != s.key_group_entries {
             report.problems.push(Problem {
                 file: sp.describe(super::meta::METADATA_NAME),
-                problem: format!("state '{}': key-group histogram differs from the files", s.name()),
+                problem: format!(
+                    "state '{}': key-group histogram differs from the files",
+                    s.name()
+                ),
             });
         }
     }
@@ -506,7 +549,12 @@ pub fn diff(a_url: &str, b_url: &str, max_examples: usize) -> Result<DiffReport>
             b.meta().max_parallelism
         )));
     }
-    let mut names: Vec<String> = a.meta().states.iter().map(|s| s.name().to_string()).collect();
+    let mut names: Vec<String> = a
+        .meta()
+        .states
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
     for s in &b.meta().states {
         if !names.iter().any(|n| n == s.name()) {
             names.push(s.name().to_string());
@@ -621,7 +669,14 @@ fn diff_state(a: &Savepoint, b: &Savepoint, name: &str, max: usize) -> Result<St
     Ok(d)
 }
 
-fn example(d: &mut StateDiff, max: usize, change: &str, e: &Entry, before: Option<Json>, after: Option<Json>) {
+fn example(
+    d: &mut StateDiff,
+    max: usize,
+    change: &str,
+    e: &Entry,
+    before: Option<Json>,
+    after: Option<Json>,
+) {
     if d.examples.len() < max {
         d.examples.push(KeyDiff {
             change: change.into(),
@@ -688,18 +743,25 @@ pub fn inspect_store(store: &StateStore, now: i64) -> Result<Vec<DeepStateStats>
         for raw in store.scan(&name, range)? {
             let raw = raw?;
             st.entries += 1;
-            if let Some(h) = st.key_group_entries.get_mut(usize::from(raw.key_group - range.start)) {
+            if let Some(h) = st
+                .key_group_entries
+                .get_mut(usize::from(raw.key_group - range.start))
+            {
                 *h += 1;
             }
             let envs: Vec<Envelope<'_>> = if meta.descriptor.kind == StateKind::List {
-                envelope::list_elements(&raw.value).filter_map(|e| e.ok()).collect()
+                envelope::list_elements(&raw.value)
+                    .filter_map(|e| e.ok())
+                    .collect()
             } else {
                 Envelope::parse(&raw.value).into_iter().collect()
             };
             let mut ttl = false;
             let mut all_expired = !envs.is_empty();
             for env in &envs {
-                *st.values_by_version.entry(format!("v{}", env.schema_version)).or_default() += 1;
+                *st.values_by_version
+                    .entry(format!("v{}", env.schema_version))
+                    .or_default() += 1;
                 ttl |= env.expiry_ms.is_some();
                 all_expired &= env.is_expired(now);
             }
@@ -750,7 +812,8 @@ pub fn inspect_checkpoint(
     now: i64,
 ) -> Result<(checkpoint_store::Manifest, Vec<DeepStateStats>)> {
     let rt = io_runtime()?;
-    let job = crate::checkpoint::open_job(&rt, job_url, checkpoint_store::JobStoreOptions::default())?;
+    let job =
+        crate::checkpoint::open_job(&rt, job_url, checkpoint_store::JobStoreOptions::default())?;
     let (store, manifest, _tmp) = super::create::restore_checkpoint(&rt, &job, id, work_dir)?;
     let stats = inspect_store(&store, now)?;
     Ok((manifest, stats))

@@ -31,11 +31,11 @@ impl Savepoint {
     /// absent ("not a savepoint"), unreadable or of an unknown version.
     pub fn open(rt: Arc<Runtime>, url: &str) -> Result<Savepoint> {
         let loc = rt.block_on(Location::open(url, true))?;
-        let bytes = rt
-            .block_on(loc.get_opt(METADATA_NAME))?
-            .ok_or_else(|| SavepointError::NotASavepoint {
+        let bytes = rt.block_on(loc.get_opt(METADATA_NAME))?.ok_or_else(|| {
+            SavepointError::NotASavepoint {
                 location: loc.display.clone(),
-            })?;
+            }
+        })?;
         let meta = SavepointMeta::parse(&bytes, &loc.describe(METADATA_NAME))?;
         Ok(Savepoint { rt, loc, meta })
     }
@@ -83,7 +83,9 @@ impl Savepoint {
             .files
             .iter()
             .filter(|f| {
-                range.is_none_or(|r| f.key_group_range[0] <= r.end && f.key_group_range[1] >= r.start)
+                range.is_none_or(|r| {
+                    f.key_group_range[0] <= r.end && f.key_group_range[1] >= r.start
+                })
             })
             .cloned()
             .collect();
@@ -111,7 +113,11 @@ impl Savepoint {
         if out.len() as u64 != self.meta.timers.count {
             return Err(SavepointError::corrupt(
                 name,
-                format!("{} timers, metadata says {}", out.len(), self.meta.timers.count),
+                format!(
+                    "{} timers, metadata says {}",
+                    out.len(),
+                    self.meta.timers.count
+                ),
             ));
         }
         Ok(out)
@@ -237,7 +243,10 @@ impl EntryIter {
         let buf = self.sp.fetch(&meta)?;
         let header = avro::read_header(&buf).map_err(|r| SavepointError::corrupt(&name, r))?;
         if header.schema_json != self.schema_json {
-            return Err(SavepointError::corrupt(&name, "file schema differs from the metadata's"));
+            return Err(SavepointError::corrupt(
+                &name,
+                "file schema differs from the metadata's",
+            ));
         }
         let pos = header.data_start;
         Ok(FileCursor {
@@ -261,14 +270,20 @@ fn check_order(cur: &mut FileCursor, e: &Entry) -> Result<()> {
     if e.key_group < lo || e.key_group > hi {
         return Err(SavepointError::corrupt(
             &cur.name,
-            format!("entry of key group {} outside the file's [{lo}, {hi}]", e.key_group),
+            format!(
+                "entry of key group {} outside the file's [{lo}, {hi}]",
+                e.key_group
+            ),
         ));
     }
     cur.this_key.clear();
     e.encode_store_key(&mut cur.this_key)
         .map_err(|r| SavepointError::corrupt(&cur.name, r.to_string()))?;
     if cur.seen > 1 && cur.last_key >= cur.this_key {
-        return Err(SavepointError::corrupt(&cur.name, "entries out of key order or repeated"));
+        return Err(SavepointError::corrupt(
+            &cur.name,
+            "entries out of key order or repeated",
+        ));
     }
     std::mem::swap(&mut cur.last_key, &mut cur.this_key);
     Ok(())

@@ -28,7 +28,11 @@ pub fn restore_into(
     Ok((store, sp.meta().clone()))
 }
 
-pub(crate) fn restore_savepoint(sp: &Savepoint, local_dir: &Path, opts: StoreOptions) -> Result<StateStore> {
+pub(crate) fn restore_savepoint(
+    sp: &Savepoint,
+    local_dir: &Path,
+    opts: StoreOptions,
+) -> Result<StateStore> {
     let meta = sp.meta();
     if opts.max_parallelism != meta.max_parallelism {
         return Err(SavepointError::InvalidInput(format!(
@@ -146,7 +150,10 @@ pub(crate) fn to_raw(e: Entry, version: u16) -> RawEntry {
         EntryValue::List(items) => {
             let mut out = Vec::new();
             for i in items {
-                envelope::push_list_element(&mut out, &envelope::encode(version, i.expiry_ms, &i.value));
+                envelope::push_list_element(
+                    &mut out,
+                    &envelope::encode(version, i.expiry_ms, &i.value),
+                );
             }
             out
         }

@@ -116,9 +116,7 @@ impl SavepointWriter {
             });
         }
         let tmp = match &opts.work_dir {
-            Some(d) => tempfile::Builder::new()
-                .prefix("savepoint-")
-                .tempdir_in(d),
+            Some(d) => tempfile::Builder::new().prefix("savepoint-").tempdir_in(d),
             None => tempfile::Builder::new().prefix("savepoint-").tempdir(),
         }
         .map_err(SavepointError::io("creating a temporary folder"))?;
@@ -176,7 +174,9 @@ impl SavepointWriter {
             }
             if let Some(f) = &open {
                 if entry.key_group > f.last_kg && self.should_roll(f, entry.key_group) {
-                    let f = open.take().ok_or_else(|| SavepointError::InvalidInput("no file".into()))?;
+                    let f = open
+                        .take()
+                        .ok_or_else(|| SavepointError::InvalidInput("no file".into()))?;
                     section.files.push(self.close_file(&name, f)?);
                 }
             }
@@ -286,7 +286,10 @@ impl SavepointWriter {
     }
 
     /// Writes the timers (any order).
-    pub fn write_timers(&mut self, timers: impl Iterator<Item = Result<TimerRecord>>) -> Result<()> {
+    pub fn write_timers(
+        &mut self,
+        timers: impl Iterator<Item = Result<TimerRecord>>,
+    ) -> Result<()> {
         let mut f = self.open_file(&avro::timer_schema_json(), self.range.start)?;
         let mut lo = u16::MAX;
         let mut hi = 0u16;
