@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Avro schema file of the impressions (registered if new).
     #[arg(long, value_name = "FILE")]
     pub impression_schema: Option<PathBuf>,
+    /// How buffered events are dropped: event-time timers, or per-entry
+    /// event-time expiry dropped by compaction (fewer writes).
+    #[arg(long, value_enum, default_value = "timers")]
+    pub cleanup: crate::operator::Cleanup,
     /// Testing: exit abruptly after N events, as if crashed, committing nothing.
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after_events: Option<u64>,
@@ -81,7 +85,9 @@ use state_core::{
     Checkpointer, CompletedCheckpoint, JobStoreOptions, KeyGroupRange, StateStore, StoreOptions,
 };
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a finished run reports.
@@ -177,7 +183,12 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
             .map_err(io_err(format!("clearing {}", state_dir.display())))?;
     }
     std::fs::create_dir_all(&work).map_err(io_err(format!("creating {}", work.display())))?;
-    let store_opts = StoreOptions::new(operator::descriptors(impression_schema.json()))
+    let cfg = JoinConfig {
+        allowed_lateness_ms: args.allowed_lateness_ms,
+        cleanup: args.cleanup,
+        ..JoinConfig::default()
+    };
+    let store_opts = StoreOptions::new(operator::descriptors(impression_schema.json(), &cfg))
         .with_max_parallelism(plan.max_parallelism)
         .with_key_groups(plan.key_groups);
 
@@ -236,10 +247,6 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     };
     let sources = MergedSources::open_csv(&args.impressions, &args.plays, offsets, watermarks)?;
 
-    let cfg = JoinConfig {
-        allowed_lateness_ms: args.allowed_lateness_ms,
-        ..JoinConfig::default()
-    };
     let workers = spawn_workers(&store, &plan, cfg, sinks)?;
     let mut coordinator = Coordinator {
         args,
@@ -497,6 +504,12 @@ fn spawn_workers(
     let (reply_tx, replies) = mpsc::channel();
     let mut route = vec![0u16; usize::from(plan.max_parallelism)];
     let mut handles = Vec::new();
+    let slots: Arc<Vec<AtomicI64>> = Arc::new(
+        plan.instances
+            .iter()
+            .map(|_| AtomicI64::new(i64::MIN))
+            .collect(),
+    );
     for (w, ((_, range), sinks)) in plan.instances.iter().zip(sinks).enumerate() {
         for kg in range.iter() {
             route[usize::from(kg)] = w as u16;
@@ -504,9 +517,14 @@ fn spawn_workers(
         let op = JoinOperator::new(store, *range, cfg)?;
         let (tx, rx) = mpsc::sync_channel::<Command>(64);
         let reply = reply_tx.clone();
+        let clock = EventClock {
+            worker: w,
+            store: store.clone(),
+            slots: slots.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name(format!("join-worker-{w}"))
-            .spawn(move || worker_loop(w, op, sinks, rx, reply))
+            .spawn(move || worker_loop(w, op, sinks, clock, rx, reply))
             .map_err(io_err("starting a worker thread".to_string()))?;
         handles.push(WorkerHandle {
             tx,
@@ -522,10 +540,39 @@ fn spawn_workers(
     })
 }
 
+/// The store's event time (what TTL expiry is measured against) is the
+/// smallest watermark any worker has processed up to: a lagging worker must
+/// never see an entry it still needs as expired.
+struct EventClock {
+    worker: usize,
+    store: StateStore,
+    slots: Arc<Vec<AtomicI64>>,
+}
+
+impl EventClock {
+    fn processed(&self, watermark: i64) {
+        if watermark == i64::MAX {
+            // End of input: expiring now would only hide state from tools.
+            return;
+        }
+        self.slots[self.worker].store(watermark, Ordering::Release);
+        let min = self
+            .slots
+            .iter()
+            .map(|s| s.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(i64::MIN);
+        if min != i64::MIN {
+            self.store.advance_event_time(min);
+        }
+    }
+}
+
 fn worker_loop(
     w: usize,
     mut op: JoinOperator,
     mut sinks: WorkerSinks,
+    clock: EventClock,
     rx: mpsc::Receiver<Command>,
     reply: mpsc::Sender<Reply>,
 ) {
@@ -538,6 +585,7 @@ fn worker_loop(
                     }
                     op.flush().map_err(|e| e.to_string())?;
                     op.on_watermark(watermark).map_err(|e| e.to_string())?;
+                    clock.processed(watermark);
                 }
                 Command::Barrier(id) => {
                     let rows = sinks.rows.pre_commit(id).map_err(|e| e.to_string())?;

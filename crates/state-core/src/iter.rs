@@ -192,7 +192,8 @@ impl RawWriter<'_> {
             });
         }
         let cf = inner.cf(TIMERS_CF)?;
-        let k = crate::timers::timer_key(timer.timestamp, timer.key_group, &timer.key, &timer.payload)?;
+        let k =
+            crate::timers::timer_key(timer.timestamp, timer.key_group, &timer.key, &timer.payload)?;
         self.batch.put_cf(cf, k, []);
         Ok(())
     }

@@ -40,5 +40,5 @@ pub use state::{ListState, MapState, ValueState};
 pub use store::{StateStore, STORE_FORMAT_VERSION};
 pub use timers::{Timer, TimerService};
 
-pub use savepoint::{Savepoint, SavepointError, SavepointMeta};
 pub use batch::StateBatch;
+pub use savepoint::{Savepoint, SavepointError, SavepointMeta};

@@ -22,6 +22,10 @@ pub struct RocksTuning {
     pub bloom_bits_per_key: f64,
     pub background_jobs: i32,
     pub target_file_size_bytes: u64,
+    /// Map state memtables hashed by key prefix (RocksDB's hash skip list):
+    /// an insert touches one key's short list instead of walking a skip list
+    /// of the whole memtable, which dominates the write path otherwise.
+    pub hash_memtable: bool,
 }
 
 impl Default for RocksTuning {
@@ -36,6 +40,7 @@ impl Default for RocksTuning {
             bloom_bits_per_key: 10.0,
             background_jobs: 2,
             target_file_size_bytes: 32 << 20,
+            hash_memtable: true,
         }
     }
 }

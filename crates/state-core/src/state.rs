@@ -52,12 +52,12 @@ impl<C: ValueCodec> Handle<C> {
     }
 
     fn encode(&self, value: &C::Value) -> Result<Vec<u8>> {
+        self.encode_with_expiry(value, self.store.expiry_for(&self.info))
+    }
+
+    fn encode_with_expiry(&self, value: &C::Value, expiry: Option<i64>) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(64);
-        envelope::write_header(
-            &mut out,
-            self.info.schemas.current_version(),
-            self.store.expiry_for(&self.info),
-        );
+        envelope::write_header(&mut out, self.info.schemas.current_version(), expiry);
         self.codec
             .encode(value, &mut out)
             .map_err(|reason| StateError::Encode {
@@ -315,9 +315,39 @@ impl<C: ValueCodec> MapState<C> {
     }
 
     /// Adds a put to `batch` (visible once the batch is committed).
-    pub fn put_in(&self, batch: &mut StateBatch, key: &[u8], user_key: &[u8], value: &C::Value) -> Result<()> {
+    pub fn put_in(
+        &self,
+        batch: &mut StateBatch,
+        key: &[u8],
+        user_key: &[u8],
+        value: &C::Value,
+    ) -> Result<()> {
         let k = self.h.key(key, user_key)?;
         let v = self.h.encode(value)?;
+        batch.put(self.h.cf()?, &k, &v);
+        Ok(())
+    }
+
+    /// Adds a put with its own expiry (the state must have a TTL, whose time
+    /// domain the expiry is in): for entries whose useful life follows from
+    /// their content, such as an event buffered until the watermark passes
+    /// its timestamp plus a window.
+    pub fn put_expiring_in(
+        &self,
+        batch: &mut StateBatch,
+        key: &[u8],
+        user_key: &[u8],
+        value: &C::Value,
+        expiry_ms: i64,
+    ) -> Result<()> {
+        if self.h.info.meta.descriptor.ttl.is_none() {
+            return Err(StateError::InvalidOption(format!(
+                "state '{}' has no TTL: an explicit expiry would never be honoured",
+                self.h.info.name()
+            )));
+        }
+        let k = self.h.key(key, user_key)?;
+        let v = self.h.encode_with_expiry(value, Some(expiry_ms))?;
         batch.put(self.h.cf()?, &k, &v);
         Ok(())
     }

@@ -303,11 +303,12 @@ impl StoreInner {
     }
 
     /// Expiry to stamp on a value written now, if the state has a TTL.
+    /// Before the first watermark event time is unknown (`i64::MIN`): a
+    /// value written then gets no expiry rather than one already in the past.
     pub fn expiry_for(&self, info: &StateInfo) -> Option<i64> {
-        info.meta
-            .descriptor
-            .ttl
-            .map(|t| self.now_ms(t.time).saturating_add(t.ttl_ms))
+        let ttl = info.meta.descriptor.ttl?;
+        let now = self.now_ms(ttl.time);
+        (now != i64::MIN).then(|| now.saturating_add(ttl.ttl_ms))
     }
 
     pub fn is_expired(&self, info: &StateInfo, env: &Envelope<'_>) -> bool {
@@ -568,6 +569,8 @@ fn db_options(t: &RocksTuning, r: &SharedResources) -> Options {
     o.create_missing_column_families(true);
     o.set_max_background_jobs(t.background_jobs);
     o.set_write_buffer_manager(&r.write_buffers);
+    // Hash-based memtables do not support concurrent inserts.
+    o.set_allow_concurrent_memtable_write(!t.hash_memtable);
     // Keep RocksDB's info logs from growing without bound next to the state.
     o.set_keep_log_file_num(2);
     o.set_max_log_file_size(4 << 20);
@@ -607,6 +610,13 @@ fn column_family_options(
             Some(key_prefix_in_domain),
         ));
         o.set_memtable_prefix_bloom_ratio(0.05);
+        if t.hash_memtable {
+            o.set_memtable_factory(rocksdb::MemtableFactory::HashSkipList {
+                bucket_count: 1 << 18,
+                height: 4,
+                branching_factor: 4,
+            });
+        }
     }
     if let Some(domain) = ttl {
         let event_time = event_time.clone();

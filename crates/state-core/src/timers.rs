@@ -9,10 +9,10 @@
 //! the hot path and becomes one forward scan; restoring a sub-range filters by
 //! the key group that follows (rare).
 
+use crate::batch::StateBatch;
 use crate::error::{Result, StateError};
 use crate::keygroup::KeyGroupRange;
 use crate::keys::{decode_ordered_i64, ordered_i64};
-use crate::batch::StateBatch;
 use crate::store::{StateStore, StoreInner, TIMERS_CF};
 use rocksdb::ReadOptions;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -43,7 +43,12 @@ pub struct TimerService {
     fired_through: AtomicI64,
 }
 
-pub(crate) fn timer_key(timestamp: i64, key_group: u16, key: &[u8], payload: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn timer_key(
+    timestamp: i64,
+    key_group: u16,
+    key: &[u8],
+    payload: &[u8],
+) -> Result<Vec<u8>> {
     if key.len() > crate::keys::MAX_KEY_LEN {
         return Err(StateError::KeyTooLong {
             len: key.len(),
@@ -91,7 +96,13 @@ impl TimerService {
     }
 
     /// Registers a timer as part of a batch of writes.
-    pub fn register_in(&self, batch: &mut StateBatch, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<()> {
+    pub fn register_in(
+        &self,
+        batch: &mut StateBatch,
+        key: &[u8],
+        timestamp: i64,
+        payload: &[u8],
+    ) -> Result<()> {
         let k = self.key_for(key, timestamp, payload)?;
         batch.put(self.store.cf(TIMERS_CF)?, &k, &[]);
         Ok(())
@@ -100,7 +111,11 @@ impl TimerService {
     fn key_for(&self, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<Vec<u8>> {
         let kg = self.owned(key)?;
         let fired = self.fired_through.load(Ordering::Relaxed);
-        let timestamp = if timestamp <= fired { fired.saturating_add(1) } else { timestamp };
+        let timestamp = if timestamp <= fired {
+            fired.saturating_add(1)
+        } else {
+            timestamp
+        };
         timer_key(timestamp, kg, key, payload)
     }
 
@@ -113,7 +128,11 @@ impl TimerService {
         let cf = self.store.cf(TIMERS_CF)?;
         self.store
             .db
-            .delete_cf_opt(cf, timer_key(timestamp, kg, key, payload)?, &self.store.write_opts)
+            .delete_cf_opt(
+                cf,
+                timer_key(timestamp, kg, key, payload)?,
+                &self.store.write_opts,
+            )
             .map_err(StateError::rocks("delete timer"))
     }
 

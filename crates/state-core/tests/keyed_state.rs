@@ -476,3 +476,58 @@ fn key_groups_outside_the_instance_are_refused_and_scans_follow_ranges() {
         inside
     );
 }
+
+#[test]
+fn explicit_expiry_in_a_batch_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(
+        dir.path().join("db"),
+        StoreOptions::new(vec![
+            StateDescriptor::map("m", V1).with_ttl(10, TimeDomain::EventTime)
+        ]),
+    )
+    .unwrap();
+    let m = store.map_state_serde::<ImpV1>("m").unwrap();
+    let mut batch = StateBatch::new(&store);
+    for ts in 0..100i64 {
+        m.put_expiring_in(&mut batch, b"k", &keys::ordered(&ts), &imp(ts), ts + 1_000)
+            .unwrap();
+    }
+    batch.commit().unwrap();
+    assert_eq!(
+        m.entries(b"k").unwrap().len(),
+        100,
+        "nothing expired at event time MIN"
+    );
+    store.advance_event_time(1_050);
+    let live: Vec<i64> = m
+        .entries(b"k")
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v.id)
+        .collect();
+    assert_eq!(
+        live,
+        (51..100).collect::<Vec<_>>(),
+        "entries with expiry <= 1050 are hidden"
+    );
+    let (lo, hi) = (keys::ordered(&60i64), keys::ordered(&70i64));
+    assert_eq!(
+        m.range(b"k", Bound::Included(&lo), Bound::Excluded(&hi))
+            .unwrap()
+            .len(),
+        10
+    );
+    let stateless =
+        StateStore::open(dir.path().join("db2"), StoreOptions::new(states(V1))).unwrap();
+    let buffer = stateless.map_state_serde::<ImpV1>("buffer").unwrap();
+    let mut batch = StateBatch::new(&stateless);
+    let err = buffer
+        .put_expiring_in(&mut batch, b"k", b"1", &imp(1), 5)
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "no TTL, no explicit expiry: {err}"
+    );
+}

@@ -11,7 +11,7 @@ use crate::source::{Arrival, Arrived};
 use codec::{ImpressionCodec, PlayCodec};
 use state_core::{
     keys, KeyFormat, KeyGroupRange, MapState, StateBatch, StateDescriptor, StateError, StateStore,
-    Timer, TimerService,
+    TimeDomain, Timer, TimerService,
 };
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -35,9 +35,33 @@ pub trait Output {
     fn late(&mut self, event: &LateEvent) -> Result<(), OperatorError>;
 }
 
+/// How buffered events are dropped once the watermark has made them useless.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum Cleanup {
+    /// One event-time timer per buffered event, fired in bounded batches;
+    /// each deletes its entry. Three extra writes per event.
+    #[default]
+    Timers,
+    /// Each entry carries its event-time expiry (`ts + window + lateness`):
+    /// reads skip expired entries and RocksDB compaction drops them. No
+    /// extra writes; state on disk lags until compaction runs.
+    Ttl,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct JoinConfig {
     pub allowed_lateness_ms: i64,
+    pub cleanup: Cleanup,
     /// Most timers fired per call of [`JoinOperator::on_watermark`]: a
     /// watermark jump fires in bounded rounds, never stalling a checkpoint.
     pub timer_batch: usize,
@@ -47,6 +71,7 @@ impl Default for JoinConfig {
     fn default() -> Self {
         JoinConfig {
             allowed_lateness_ms: 0,
+            cleanup: Cleanup::Timers,
             timer_batch: 4096,
         }
     }
@@ -62,15 +87,19 @@ pub struct OperatorStats {
 }
 
 /// The states the operator declares, with the impression schema in force.
-pub fn descriptors(impression_schema: &str) -> Vec<StateDescriptor> {
-    vec![
-        StateDescriptor::map(IMPRESSIONS_STATE, impression_schema)
-            .with_key_format(KeyFormat::I64Pair)
-            .with_user_key_format(KeyFormat::I64Pair),
-        StateDescriptor::map(PLAYS_STATE, schemas::PLAY_V1)
-            .with_key_format(KeyFormat::I64Pair)
-            .with_user_key_format(KeyFormat::I64Pair),
-    ]
+pub fn descriptors(impression_schema: &str, cfg: &JoinConfig) -> Vec<StateDescriptor> {
+    let mut impressions = StateDescriptor::map(IMPRESSIONS_STATE, impression_schema)
+        .with_key_format(KeyFormat::I64Pair)
+        .with_user_key_format(KeyFormat::I64Pair);
+    let mut plays = StateDescriptor::map(PLAYS_STATE, schemas::PLAY_V1)
+        .with_key_format(KeyFormat::I64Pair)
+        .with_user_key_format(KeyFormat::I64Pair);
+    if cfg.cleanup == Cleanup::Ttl {
+        let lateness = cfg.allowed_lateness_ms;
+        impressions = impressions.with_ttl(JOIN_WINDOW_MS + lateness + 1, TimeDomain::EventTime);
+        plays = plays.with_ttl(lateness + 1, TimeDomain::EventTime);
+    }
+    vec![impressions, plays]
 }
 
 pub fn key_bytes(profile_id: i64, title_id: i64) -> [u8; 16] {
@@ -214,18 +243,26 @@ impl JoinOperator {
         )?;
         result?;
         let uk = user_key(imp.ts_ms, imp.impression_id);
-        self.impressions.put_in(&mut self.batch, &key, &uk, imp)?;
         let cleanup = imp
             .ts_ms
             .saturating_add(JOIN_WINDOW_MS)
             .saturating_add(self.cfg.allowed_lateness_ms)
             .saturating_add(1);
-        self.timers.register_in(
-            &mut self.batch,
-            &key,
-            cleanup,
-            &payload(SIDE_IMPRESSION, &uk),
-        )?;
+        match self.cfg.cleanup {
+            Cleanup::Ttl => {
+                self.impressions
+                    .put_expiring_in(&mut self.batch, &key, &uk, imp, cleanup)?
+            }
+            Cleanup::Timers => {
+                self.impressions.put_in(&mut self.batch, &key, &uk, imp)?;
+                self.timers.register_in(
+                    &mut self.batch,
+                    &key,
+                    cleanup,
+                    &payload(SIDE_IMPRESSION, &uk),
+                )?;
+            }
+        }
         self.pending.insert(key);
         Ok(())
     }
@@ -249,13 +286,25 @@ impl JoinOperator {
         )?;
         result?;
         let uk = user_key(play.ts_ms, play.play_id);
-        self.plays.put_in(&mut self.batch, &key, &uk, play)?;
         let cleanup = play
             .ts_ms
             .saturating_add(self.cfg.allowed_lateness_ms)
             .saturating_add(1);
-        self.timers
-            .register_in(&mut self.batch, &key, cleanup, &payload(SIDE_PLAY, &uk))?;
+        match self.cfg.cleanup {
+            Cleanup::Ttl => {
+                self.plays
+                    .put_expiring_in(&mut self.batch, &key, &uk, play, cleanup)?
+            }
+            Cleanup::Timers => {
+                self.plays.put_in(&mut self.batch, &key, &uk, play)?;
+                self.timers.register_in(
+                    &mut self.batch,
+                    &key,
+                    cleanup,
+                    &payload(SIDE_PLAY, &uk),
+                )?;
+            }
+        }
         self.pending.insert(key);
         Ok(())
     }

@@ -1,0 +1,167 @@
+//! Crash-and-restore of the real `stream-join run` on RocksDB state with
+//! checkpoints to a local folder: killed at random moments (abrupt exit
+//! after N events, SIGKILL after a random delay, exits right after a
+//! checkpoint was triggered so that its upload is in flight), rerun with the
+//! same command each time until a run exits 0. The committed output is then
+//! exactly the batch join, and at every moment in between it was a
+//! sub-multiset of it in whole, committed part files.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const IMPRESSIONS: u64 = 80_000;
+/// A multiple of the job's tick (1024 events): a checkpoint is triggered on
+/// exactly the event counts `k * INTERVAL` of a run.
+const INTERVAL: u64 = 4096;
+const MIN_CRASHES: usize = 20;
+/// Attempts of one round without finishing before the test gives up.
+const MAX_ATTEMPTS: usize = 150;
+
+fn seed() -> u64 {
+    std::env::var("E2E_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2024)
+}
+
+#[test]
+fn killed_at_random_moments_commits_exactly_the_batch_join() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = gen(&tmp.path().join("in"), 7, IMPRESSIONS, 0.0);
+    let oracle = input.oracle(0);
+    assert!(oracle.expected.len() > 1000, "the input joins");
+    assert!(oracle.late_events.is_empty());
+    let events = input.events();
+
+    // An uninterrupted run: the output to reproduce, and the wall-clock scale
+    // of the random kill delays (not asserted on).
+    let reference = Job::new(
+        &input,
+        &tmp.path().join("ref-out"),
+        tmp.path().join("ref-ckpt").to_str().unwrap(),
+    )
+    .args(&["--checkpoint-interval-events", &INTERVAL.to_string()]);
+    let started = Instant::now();
+    let summary = reference.run_ok();
+    let full = started.elapsed();
+    assert_eq!(summary["events"].as_u64(), Some(events));
+    let reference_out = read_committed(&reference.output);
+    assert_exact(&reference_out, &oracle);
+
+    let seed = seed();
+    eprintln!("seed {seed} (E2E_SEED), uninterrupted run {full:?}, {events} events");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut crashes = 0;
+    let mut kinds = [0usize; 3];
+    let mut interrupted: HashSet<(usize, String)> = HashSet::new();
+    let mut round = 0;
+    while crashes < MIN_CRASHES {
+        round += 1;
+        let ckpt = tmp.path().join(format!("ckpt-{round}"));
+        let job = Job::new(
+            &input,
+            &tmp.path().join(format!("out-{round}")),
+            ckpt.to_str().unwrap(),
+        )
+        .args(&["--checkpoint-interval-events", &INTERVAL.to_string()]);
+        let mut committed_before = 0;
+        let mut attempts = 0;
+        let last = loop {
+            attempts += 1;
+            assert!(
+                attempts <= MAX_ATTEMPTS,
+                "round {round}: no run finished in {MAX_ATTEMPTS} attempts"
+            );
+            let (kind, crash) = match rng.gen_range(0..3) {
+                // Right after a checkpoint was triggered: its upload runs.
+                0 => (0, Crash::StopAfter(INTERVAL * rng.gen_range(1..=3))),
+                1 => (1, Crash::StopAfter(rng.gen_range(1..events / 5))),
+                // From the start (restore, opening RocksDB) to well into the run.
+                _ => (2, Crash::KillAfter(full.mul_f64(rng.gen_range(0.0..0.4)))),
+            };
+            match job.attempt(crash) {
+                Outcome::Crashed => {
+                    crashes += 1;
+                    kinds[kind] += 1;
+                    for chk in interrupted_uploads(&ckpt) {
+                        interrupted.insert((round, chk));
+                    }
+                    let now = read_committed(&job.output);
+                    assert_no_extra_or_doubled(&now, &oracle);
+                    assert!(
+                        now.rows.len() >= committed_before,
+                        "committed rows went from {committed_before} down to {} after {crash:?}",
+                        now.rows.len()
+                    );
+                    committed_before = now.rows.len();
+                }
+                Outcome::Finished(summary) => break summary,
+            }
+        };
+        assert_eq!(
+            last["events_before_restore"].as_u64().unwrap() + last["events"].as_u64().unwrap(),
+            events,
+            "the finishing run resumed at the checkpoint's offsets: {last}"
+        );
+        let report = assert_valid(&input, &job.output, &[]);
+        assert_eq!(
+            report["rows"]["found"].as_u64(),
+            Some(oracle.expected.len() as u64)
+        );
+        let out = read_committed(&job.output);
+        assert_exact(&out, &oracle);
+        eprintln!(
+            "round {round}: {attempts} attempts, finished after resuming from {} ({} events before)",
+            last["restored_from"], last["events_before_restore"]
+        );
+    }
+    eprintln!(
+        "{crashes} crashes in {round} round(s): {} right after a checkpoint trigger, {} after N events, \
+         {} SIGKILL; {} left an upload visibly unfinished",
+        kinds[0],
+        kinds[1],
+        kinds[2],
+        interrupted.len()
+    );
+    assert!(kinds.iter().all(|&k| k > 0), "every kind of crash happened");
+}
+
+/// A checkpoint whose upload is in flight when the process dies must not be
+/// restored from, and its output must not be committed: rerunning resumes
+/// from the previous complete checkpoint and still commits each row once.
+#[test]
+fn exit_during_each_of_the_first_uploads_then_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = gen(&tmp.path().join("in"), 3, 30_000, 0.0);
+    let oracle = input.oracle(0);
+    let job = Job::new(
+        &input,
+        &tmp.path().join("out"),
+        tmp.path().join("ckpt").to_str().unwrap(),
+    )
+    .args(&["--checkpoint-interval-events", &INTERVAL.to_string()]);
+    // Each attempt dies right after triggering its k-th checkpoint.
+    for k in 1..=4 {
+        match job.attempt(Crash::StopAfter(INTERVAL * k)) {
+            Outcome::Crashed => {}
+            Outcome::Finished(s) => panic!("finished before the crash: {s}"),
+        }
+        assert_no_extra_or_doubled(&read_committed(&job.output), &oracle);
+    }
+    let summary = job.run_ok();
+    assert!(
+        summary["restored_from"].is_u64(),
+        "resumed from a checkpoint: {summary}"
+    );
+    assert_valid(&input, &job.output, &[]);
+    assert_exact(&read_committed(&job.output), &oracle);
+    // Rerunning a finished job changes nothing.
+    job.run_ok();
+    assert_exact(&read_committed(&job.output), &oracle);
+}

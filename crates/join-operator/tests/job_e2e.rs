@@ -1,0 +1,176 @@
+//! `stream-join run` end to end: refusals of bad input (exit 2, one line
+//! naming what and where, no panic) and crash-and-restore with checkpoints on
+//! S3 (moto) when `S3_TEST_ENDPOINT` is set.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+/// Exit 2, exactly one line on stderr, no panic; returns the line.
+fn assert_one_line_error(out: &std::process::Output) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit 2 expected: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    stderr.trim_end().to_string()
+}
+
+fn small_input(dir: &Path) -> Input {
+    gen(dir, 5, 5_000, 0.0)
+}
+
+#[test]
+fn missing_input_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = small_input(&tmp.path().join("in"));
+    let mut job = Job::new(
+        &input,
+        &tmp.path().join("out"),
+        tmp.path().join("ckpt").to_str().unwrap(),
+    );
+    job.plays = tmp.path().join("no-such-plays.csv");
+    let line = assert_one_line_error(&job.output(&[]));
+    assert!(line.contains("no-such-plays.csv"), "{line}");
+}
+
+#[test]
+fn malformed_csv_line_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = small_input(&tmp.path().join("in"));
+    let text_in = fs::read_to_string(&input.impressions).unwrap();
+    let mut lines: Vec<String> = text_in.lines().map(str::to_string).collect();
+    // Line 700 of the file (the header is line 1): a ts_ms that is not a number.
+    let mut fields: Vec<String> = lines[699].split(',').map(str::to_string).collect();
+    fields[3] = "12x4".into();
+    lines[699] = fields.join(",");
+    let bad = tmp.path().join("bad-impressions.csv");
+    fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let mut job = Job::new(
+        &input,
+        &tmp.path().join("out"),
+        tmp.path().join("ckpt").to_str().unwrap(),
+    );
+    job.impressions = bad;
+    let line = assert_one_line_error(&job.output(&[]));
+    assert!(
+        line.contains("bad-impressions.csv"),
+        "names the file: {line}"
+    );
+    assert!(line.contains("line 700"), "names the line: {line}");
+    assert!(line.contains("ts_ms"), "names the column: {line}");
+}
+
+#[test]
+fn bad_header_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = small_input(&tmp.path().join("in"));
+    let body = fs::read_to_string(&input.plays).unwrap();
+    let bad = tmp.path().join("plays-bad-header.csv");
+    fs::write(&bad, body.replacen("play_id", "id", 1)).unwrap();
+    let mut job = Job::new(
+        &input,
+        &tmp.path().join("out"),
+        tmp.path().join("ckpt").to_str().unwrap(),
+    );
+    job.plays = bad;
+    let line = assert_one_line_error(&job.output(&[]));
+    assert!(line.contains("plays-bad-header.csv"), "{line}");
+}
+
+#[test]
+fn unwritable_checkpoint_location_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = small_input(&tmp.path().join("in"));
+    // A folder below a regular file can never be created, even by root.
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "not a folder").unwrap();
+    let url = file.join("ckpt");
+    let job = Job::new(&input, &tmp.path().join("out"), url.to_str().unwrap());
+    let line = assert_one_line_error(&job.output(&[]));
+    assert!(line.contains("a-file"), "names the location: {line}");
+    // Nothing was committed.
+    assert_eq!(read_committed(&job.output).files, 0);
+}
+
+#[test]
+fn unsupported_checkpoint_url_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = small_input(&tmp.path().join("in"));
+    let job = Job::new(&input, &tmp.path().join("out"), "ftp://example/ckpt");
+    let line = assert_one_line_error(&job.output(&[]));
+    assert!(line.contains("ftp"), "{line}");
+}
+
+#[test]
+fn bad_parallelism_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = small_input(&tmp.path().join("in"));
+    let job = Job::new(
+        &input,
+        &tmp.path().join("out"),
+        tmp.path().join("ckpt").to_str().unwrap(),
+    );
+    let line = assert_one_line_error(&job.output(&["--parallelism", "0"]));
+    assert!(line.contains("--parallelism"), "{line}");
+    let line = assert_one_line_error(&job.output(&["--parallelism", "2", "--index", "2"]));
+    assert!(line.contains("--index"), "{line}");
+}
+
+/// Crash-and-restore with checkpoints on S3 (moto): SIGKILL and abrupt exits,
+/// rerun until it finishes, output exactly the batch join.
+#[test]
+fn crash_and_restore_with_checkpoints_on_s3() {
+    let Ok(endpoint) = std::env::var("S3_TEST_ENDPOINT") else {
+        eprintln!("skipped: S3_TEST_ENDPOINT unset");
+        return;
+    };
+    let bucket = format!("stream-join-e2e-{}", std::process::id());
+    // moto creates buckets with a plain PUT.
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import urllib.request as u; u.urlopen(u.Request('{endpoint}/{bucket}', method='PUT'))"
+            ),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "bucket {bucket} created");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let input = gen(&tmp.path().join("in"), 61, 30_000, 0.0);
+    let oracle = input.oracle(0);
+    let mut job = Job::new(
+        &input,
+        &tmp.path().join("out"),
+        &format!("s3://{bucket}/jobs/join"),
+    )
+    .args(&["--checkpoint-interval-events", "4096"]);
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ] {
+        job.env.push((k.to_string(), v.to_string()));
+    }
+    let events = input.events();
+    for crash in [Crash::StopAfter(4096 * 2), Crash::StopAfter(events / 3)] {
+        if let Outcome::Finished(s) = job.attempt(crash) {
+            panic!("finished before the crash {crash:?}: {s}");
+        }
+        assert_no_extra_or_doubled(&read_committed(&job.output), &oracle);
+    }
+    // A SIGKILL while it restores or runs (a quick run may finish first).
+    let killed = job.attempt(Crash::KillAfter(std::time::Duration::from_millis(300)));
+    eprintln!("SIGKILL after 300 ms: {killed:?}");
+    assert_no_extra_or_doubled(&read_committed(&job.output), &oracle);
+    let summary = job.run_ok();
+    assert!(summary["restored_from"].is_u64(), "{summary}");
+    assert_valid(&input, &job.output, &[]);
+    assert_exact(&read_committed(&job.output), &oracle);
+}
