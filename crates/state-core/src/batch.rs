@@ -51,6 +51,7 @@ impl StateBatch {
         let batch = std::mem::take(&mut self.batch);
         self.ops = 0;
         let inner = &self.store.inner;
+        inner.note_written(batch.size_in_bytes());
         inner
             .db
             .write_opt(batch, &inner.write_opts)

@@ -37,6 +37,8 @@ pub struct CompletedCheckpoint {
     pub sync_pause: Duration,
     pub upload_time: Duration,
     pub result: Result<Manifest>,
+    /// Logical bytes of state written since the previous checkpoint.
+    pub changed_bytes: u64,
 }
 
 /// Takes checkpoints of stores into one job's checkpoint log.
@@ -50,6 +52,8 @@ pub struct Checkpointer {
     max_in_flight: usize,
     tx: mpsc::Sender<CompletedCheckpoint>,
     rx: mpsc::Receiver<CompletedCheckpoint>,
+    /// `bytes_written` of the store at the previous trigger.
+    written_at_last: u64,
 }
 
 /// A runtime for object-store I/O that does not compete with the operator
@@ -97,6 +101,7 @@ impl Checkpointer {
             max_in_flight: 1,
             tx,
             rx,
+            written_at_last: 0,
         })
     }
 
@@ -144,13 +149,20 @@ impl Checkpointer {
                 .map_err(StateError::io(format!("clearing {}", dir.display())))?;
         }
         let files = store.local_checkpoint(&dir)?;
+        let written = store.bytes_written();
+        let changed_bytes = written.saturating_sub(self.written_at_last);
+        self.written_at_last = written;
         let meta = CheckpointMeta {
             // The writer assigns the next id of the job's log.
             id: 0,
             parent: None,
             key_group_range: (store.key_groups().start, store.key_groups().end),
             max_parallelism: store.max_parallelism(),
-            states: store.states_document(),
+            states: {
+                let mut doc = store.states_document();
+                doc["changed_bytes"] = serde_json::json!(changed_bytes);
+                doc
+            },
             user,
         };
         let sync_pause = started.elapsed();
@@ -175,6 +187,7 @@ impl Checkpointer {
                     sync_pause,
                     upload_time: upload_start.elapsed(),
                     result,
+                    changed_bytes,
                 });
             })
             .map_err(StateError::io("starting the upload thread"))?;

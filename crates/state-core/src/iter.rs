@@ -208,6 +208,7 @@ impl RawWriter<'_> {
 
     fn write(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
+        self.store.inner.note_written(batch.size_in_bytes());
         self.store
             .inner
             .db

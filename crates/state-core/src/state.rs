@@ -98,6 +98,7 @@ impl<C: ValueCodec> Handle<C> {
     }
 
     fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.store.note_written(key.len() + value.len());
         self.store
             .db
             .put_cf_opt(self.cf()?, key, value, &self.store.write_opts)
@@ -105,6 +106,7 @@ impl<C: ValueCodec> Handle<C> {
     }
 
     fn delete_raw(&self, key: &[u8]) -> Result<()> {
+        self.store.note_written(key.len());
         self.store
             .db
             .delete_cf_opt(self.cf()?, key, &self.store.write_opts)
@@ -176,6 +178,7 @@ impl<C: ValueCodec> ListState<C> {
         let k = self.h.key(key, b"")?;
         let mut operand = Vec::new();
         envelope::push_list_element(&mut operand, &self.h.encode(value)?);
+        self.h.store.note_written(k.len() + operand.len());
         self.h
             .store
             .db
@@ -383,6 +386,7 @@ impl<C: ValueCodec> MapState<C> {
             self.h.info.name()
         )))?;
         if removed > 0 {
+            self.h.store.note_written(batch.size_in_bytes());
             self.h
                 .store
                 .db

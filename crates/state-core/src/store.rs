@@ -16,7 +16,7 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub(crate) const META_CF: &str = "__meta";
@@ -61,6 +61,9 @@ pub(crate) struct StoreInner {
     /// the compaction filters.
     pub event_time: Arc<AtomicI64>,
     pub write_opts: WriteOptions,
+    /// Logical bytes written (keys and values of puts, keys of deletes):
+    /// "state changed", against which checkpoint uploads are measured.
+    pub bytes_written: AtomicU64,
 }
 
 /// A keyed state store on RocksDB. Cheap to clone; handles keep it alive.
@@ -151,6 +154,7 @@ impl StateStore {
                         clock: opts.clock.clone(),
                         event_time,
                         write_opts,
+                        bytes_written: AtomicU64::new(0),
                     }),
                 })
             }
@@ -228,6 +232,12 @@ impl StateStore {
         Ok(())
     }
 
+    /// Logical bytes written since the store was opened (keys and values of
+    /// puts, keys of deletes): what "state changed" means for checkpoints.
+    pub fn bytes_written(&self) -> u64 {
+        self.inner.bytes_written.load(Ordering::Relaxed)
+    }
+
     /// Bytes on disk (SSTs) plus memtables: the size of the state.
     pub fn approximate_size(&self) -> u64 {
         let mut total = 0;
@@ -293,6 +303,11 @@ impl StoreInner {
             });
         }
         Ok(kg)
+    }
+
+    pub fn note_written(&self, bytes: usize) {
+        self.bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     pub fn now_ms(&self, domain: TimeDomain) -> i64 {
@@ -407,6 +422,10 @@ fn map_open_error(path: &Path, e: rocksdb::Error) -> StateError {
     }
 }
 
+type StateMap = HashMap<String, Arc<StateInfo>>;
+/// A metadata key and its JSON value.
+type MetaRecord = (Vec<u8>, Vec<u8>);
+
 /// Returns the states to serve and the metadata records to write, reading
 /// what is stored and reconciling declared schemas with it. Writes nothing.
 fn load_metadata(
@@ -414,7 +433,7 @@ fn load_metadata(
     path: &Path,
     opts: &StoreOptions,
     fresh: bool,
-) -> Result<(HashMap<String, Arc<StateInfo>>, Vec<(Vec<u8>, Vec<u8>)>)> {
+) -> Result<(StateMap, Vec<MetaRecord>)> {
     let meta_cf = db.cf_handle(META_CF).ok_or_else(|| StateError::NotOurs {
         path: path.to_path_buf(),
         reason: "metadata column family missing".into(),
@@ -456,10 +475,10 @@ fn load_metadata(
     }
     // States stored but not declared this time stay readable (tools, savepoints).
     for (name, meta) in stored {
-        if !states.contains_key(&name) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = states.entry(name) {
             let schemas = SchemaSet::compile(&meta)?;
-            let cf = cf_name(meta.descriptor.kind, &name);
-            states.insert(name, Arc::new(StateInfo { meta, schemas, cf }));
+            let cf = cf_name(meta.descriptor.kind, slot.key());
+            slot.insert(Arc::new(StateInfo { meta, schemas, cf }));
         }
     }
     Ok((states, to_write))
@@ -527,7 +546,7 @@ fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Metadata is small and must survive without a WAL: write, then flush.
-fn write_metadata(db: &DB, records: Vec<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+fn write_metadata(db: &DB, records: Vec<MetaRecord>) -> Result<()> {
     if records.is_empty() {
         return Ok(());
     }

@@ -89,6 +89,7 @@ impl TimerService {
     pub fn register_with(&self, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<()> {
         let k = self.key_for(key, timestamp, payload)?;
         let cf = self.store.cf(TIMERS_CF)?;
+        self.store.note_written(k.len());
         self.store
             .db
             .put_cf_opt(cf, k, [], &self.store.write_opts)
@@ -192,6 +193,7 @@ impl TimerService {
         }
         it.status().map_err(StateError::rocks("scan timers"))?;
         if fired > 0 {
+            self.store.note_written(batch.size_in_bytes());
             self.store
                 .db
                 .write_opt(batch, &self.store.write_opts)

@@ -1,0 +1,218 @@
+//! Checkpoints of a ~1 GB state (written by this benchmark) to a local-folder
+//! object store: synchronous pause, bytes uploaded against bytes of state
+//! changed, upload and restore throughput next to a plain file copy of the
+//! same bytes, and peak RSS, in one run.
+//!
+//! `cargo run --release -p state-core --bin bench-checkpoint [-- ENTRIES [DIR]]`
+//! (default 4 000 000 entries of ~230 bytes, DIR a temporary folder).
+
+use rand::{Rng, SeedableRng};
+use state_core::checkpoint::{io_runtime, open_job};
+use state_core::*;
+use std::path::Path;
+use std::time::Instant;
+
+const SCHEMA: &str = r#"{"type":"record","name":"Blob","fields":[{"name":"data","type":"bytes"}]}"#;
+
+/// The payload is incompressible, so bytes on disk follow bytes written.
+struct BlobCodec;
+
+impl ValueCodec for BlobCodec {
+    type Value = Vec<u8>;
+
+    fn encode(&self, v: &Vec<u8>, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut n = ((v.len() as i64) << 1) as u64;
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(v);
+        Ok(())
+    }
+
+    fn decode(&self, b: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(b.to_vec())
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Plain copy of every file under `from` into `to`: the baseline.
+fn plain_copy(from: &Path, to: &Path) -> std::io::Result<(u64, f64)> {
+    std::fs::create_dir_all(to)?;
+    let t = Instant::now();
+    let mut bytes = 0;
+    for (i, f) in walk(from).iter().enumerate() {
+        bytes += std::fs::copy(f, to.join(format!("{i}")))?;
+    }
+    let out = std::fs::File::open(to)?;
+    out.sync_all()?;
+    Ok((bytes, t.elapsed().as_secs_f64()))
+}
+
+fn key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let entries: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(4_000_000);
+    let tmp = tempfile::tempdir_in(args.next().unwrap_or_else(|| "/var/tmp".into()))?;
+    let root = tmp.path();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let blob =
+        |rng: &mut rand::rngs::StdRng| (0..200).map(|_| rng.gen::<u8>()).collect::<Vec<u8>>();
+
+    let store = StateStore::open(
+        root.join("db"),
+        StoreOptions::new(vec![StateDescriptor::map("blobs", SCHEMA)]),
+    )?;
+    let map = store.map_state("blobs", BlobCodec)?;
+    let t = Instant::now();
+    let mut batch = StateBatch::new(&store);
+    for i in 0..entries {
+        map.put_in(&mut batch, &key(i / 8), &key(i), &blob(&mut rng))?;
+        if batch.len() >= 10_000 {
+            batch.commit()?;
+        }
+    }
+    batch.commit()?;
+    println!(
+        "wrote {entries} entries ({:.0} MiB logical) in {:.1} s",
+        store.bytes_written() as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+
+    let rt = io_runtime()?;
+    let job_dir = root.join("job");
+    let job = open_job(
+        &rt,
+        job_dir.to_str().ok_or("path")?,
+        JobStoreOptions::default(),
+    )?;
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), root.join("staging"))?;
+
+    println!(
+        "{:<6} {:>10} {:>12} {:>12} {:>7} {:>9}",
+        "chk", "pause ms", "changed MiB", "uploaded MiB", "ratio", "upload s"
+    );
+    let mut ratios = Vec::new();
+    let (mut sum_changed, mut sum_uploaded) = (0u64, 0u64);
+    let mut first_upload = (0u64, 0f64);
+    for round in 0..6 {
+        if round > 0 {
+            // 2% overwritten, 1% new, 0.5% deleted.
+            let mut batch = StateBatch::new(&store);
+            for _ in 0..entries / 50 {
+                let i = rng.gen_range(0..entries);
+                map.put_in(&mut batch, &key(i / 8), &key(i), &blob(&mut rng))?;
+            }
+            for j in 0..entries / 100 {
+                let i = entries + round * entries / 100 + j;
+                map.put_in(&mut batch, &key(i / 8), &key(i), &blob(&mut rng))?;
+            }
+            for _ in 0..entries / 200 {
+                let i = rng.gen_range(0..entries);
+                map.remove_in(&mut batch, &key(i / 8), &key(i))?;
+            }
+            batch.commit()?;
+        }
+        let t = cp
+            .trigger(&store, serde_json::json!({"round": round}))?
+            .ok_or("in flight")?;
+        let done = cp.wait_next().ok_or("no checkpoint")?;
+        let m = done.result?;
+        let ratio = m.uploaded_bytes as f64 / done.changed_bytes.max(1) as f64;
+        if round == 0 {
+            first_upload = (m.uploaded_bytes, done.upload_time.as_secs_f64());
+        } else {
+            ratios.push(ratio);
+            sum_changed += done.changed_bytes;
+            sum_uploaded += m.uploaded_bytes;
+        }
+        println!(
+            "{:<6} {:>10.1} {:>12.1} {:>12.1} {:>7.2} {:>9.2}",
+            m.id,
+            t.sync_pause.as_secs_f64() * 1e3,
+            done.changed_bytes as f64 / 1048576.0,
+            m.uploaded_bytes as f64 / 1048576.0,
+            ratio,
+            done.upload_time.as_secs_f64()
+        );
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "incremental checkpoints: median uploaded/changed = {:.2}, over all of them {:.2} (target <= 1.5)",
+        ratios[ratios.len() / 2],
+        sum_uploaded as f64 / sum_changed.max(1) as f64
+    );
+
+    // Upload throughput against a plain copy of the same first checkpoint's bytes.
+    let shared = job_dir.join("checkpoints/shared");
+    let (copy_bytes, copy_secs) = plain_copy(&shared, &root.join("copy-baseline"))?;
+    let up_rate = first_upload.0 as f64 / first_upload.1 / 1048576.0;
+    let copy_rate = copy_bytes as f64 / copy_secs / 1048576.0;
+    println!(
+        "upload (full checkpoint): {up_rate:.0} MiB/s; plain file copy of the shared objects: {copy_rate:.0} MiB/s; ratio {:.2} (target >= 0.8)",
+        up_rate / copy_rate
+    );
+
+    let t = Instant::now();
+    let target = root.join("restored");
+    let (restored, m) = restore(
+        &rt,
+        &job,
+        None,
+        &target,
+        StoreOptions::new(vec![StateDescriptor::map("blobs", SCHEMA)]),
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    let bytes = dir_bytes(&target);
+    let restore_rate = bytes as f64 / secs / 1048576.0;
+    println!(
+        "restore of checkpoint {} ({:.0} MiB): {restore_rate:.0} MiB/s, {:.2} of plain copy (target >= 0.8)",
+        m.id,
+        bytes as f64 / 1048576.0,
+        restore_rate / copy_rate
+    );
+    drop(restored);
+    println!("peak RSS: {:.0} MiB", peak_rss_mib());
+    Ok(())
+}
