@@ -32,8 +32,17 @@ pub struct JobStoreOptions {
     pub gc_after_commit: bool,
     /// zstd level of private files.
     pub zstd_level: i32,
-    /// fsync restored files before the directory is renamed into place.
+    /// Make a restore durable: `sync_data` of every restored file and an
+    /// fsync of the new directory before it is renamed into place, and of
+    /// its parent after.
     pub fsync_restore: bool,
+    /// On a local-folder store, restore files as hard links to the stored
+    /// objects instead of copies (no data copied; checksums are still
+    /// verified). Only safe if restored files are never modified in place
+    /// (RocksDB never modifies an SST, it only deletes it): a write into a
+    /// restored file would change the stored object. Falls back to a copy
+    /// across file systems. Off by default.
+    pub link_local_objects: bool,
 }
 
 impl Default for JobStoreOptions {
@@ -49,6 +58,7 @@ impl Default for JobStoreOptions {
             gc_after_commit: true,
             zstd_level: 3,
             fsync_restore: true,
+            link_local_objects: false,
         }
     }
 }

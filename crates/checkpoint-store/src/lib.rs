@@ -5,6 +5,7 @@
 //!
 //! The layout and formats are documented in `docs/checkpoint-format.md`.
 
+mod download;
 mod error;
 pub mod fault;
 mod gc;

@@ -5,11 +5,12 @@ use std::path::{Path as FsPath, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
 
+use crate::download::{self, Expected, Sink};
 use crate::error::{CheckpointError, ErrorKind};
 use crate::job::JobStore;
 use crate::manifest::{Manifest, ManifestFile};
 use crate::retry::with_retry;
-use crate::transfer::{self, Expected};
+use crate::transfer;
 
 impl JobStore {
     /// Restores checkpoint `id` into `local_dir` (replacing it whole on
@@ -25,15 +26,24 @@ impl JobStore {
         tokio::fs::create_dir(&tmp)
             .await
             .map_err(|e| CheckpointError::io("create_dir", &tmp, e))?;
-        let result = self.fill(&manifest, local_dir, &tmp).await;
-        let result = match result {
+        let fsync = self.opts.fsync_restore;
+        let mut filled = self.fill(&manifest, local_dir, &tmp).await;
+        if filled.is_ok() && fsync {
+            filled = sync_dir(&tmp).await;
+        }
+        let swapped = match filled {
             Ok(()) => swap_into_place(&tmp, local_dir, &parent, &base).await,
             Err(e) => Err(e),
         };
-        if result.is_err() {
+        if let Err(e) = swapped {
             let _ = tokio::fs::remove_dir_all(&tmp).await;
+            return Err(e);
         }
-        result.map(|()| manifest)
+        if fsync {
+            // Makes the rename durable: a crash now keeps the new directory.
+            sync_dir(&parent).await?;
+        }
+        Ok(manifest)
     }
 
     async fn fill(
@@ -68,20 +78,17 @@ impl JobStore {
     ) -> Result<(), CheckpointError> {
         let expected = Expected {
             id,
-            name: &f.name,
+            name: f.name.clone(),
             size: f.size,
-            checksum: &f.checksum,
+            checksum: f.checksum.clone(),
             compression: f.compression,
         };
+        let sink = Sink {
+            fsync: self.opts.fsync_restore,
+            link_local: self.opts.link_local_objects,
+        };
         let location = self.path(&f.object);
-        transfer::download(
-            &self.store,
-            &location,
-            dest,
-            &expected,
-            self.opts.fsync_restore,
-        )
-        .await
+        download::download(&self.store, &location, dest, &expected, sink).await
     }
 }
 
@@ -155,4 +162,13 @@ async fn swap_into_place(
         }
     }
     Ok(())
+}
+
+/// fsyncs a directory, making the names in it durable.
+async fn sync_dir(dir: &FsPath) -> Result<(), CheckpointError> {
+    let path = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&path)?.sync_all())
+        .await
+        .map_err(|e| CheckpointError::Task(format!("fsync task: {e}")))?
+        .map_err(|e| CheckpointError::io("fsync", dir, e))
 }
