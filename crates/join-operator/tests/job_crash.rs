@@ -58,7 +58,7 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
     eprintln!("seed {seed} (E2E_SEED), uninterrupted run {full:?}, {events} events");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut crashes = 0;
-    let mut kinds = [0usize; 3];
+    let mut kinds = [0usize; 4];
     let mut interrupted: HashSet<(usize, String)> = HashSet::new();
     let mut round = 0;
     while crashes < MIN_CRASHES {
@@ -78,12 +78,15 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
                 attempts <= MAX_ATTEMPTS,
                 "round {round}: no run finished in {MAX_ATTEMPTS} attempts"
             );
-            let (kind, crash) = match rng.gen_range(0..3) {
+            let (kind, crash) = match rng.gen_range(0..4) {
                 // Right after a checkpoint was triggered: its upload runs.
                 0 => (0, Crash::StopAfter(INTERVAL * rng.gen_range(1..=3))),
                 1 => (1, Crash::StopAfter(rng.gen_range(1..events / 5))),
                 // From the start (restore, opening RocksDB) to well into the run.
-                _ => (2, Crash::KillAfter(full.mul_f64(rng.gen_range(0.0..0.4)))),
+                2 => (2, Crash::KillAfter(full.mul_f64(rng.gen_range(0.0..0.4)))),
+                // As soon as a checkpoint is complete, before or while its
+                // output files are published.
+                _ => (3, Crash::AfterNextCheckpoint),
             };
             match job.attempt(crash) {
                 Outcome::Crashed => {
@@ -123,12 +126,20 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
     }
     eprintln!(
         "{crashes} crashes in {round} round(s): {} right after a checkpoint trigger, {} after N events, \
-         {} SIGKILL; {} left an upload visibly unfinished",
+         {} SIGKILL after a delay, {} SIGKILL once a checkpoint completed; {} left an upload visibly unfinished",
         kinds[0],
         kinds[1],
         kinds[2],
+        kinds[3],
         interrupted.len()
     );
+    let segv = SEGV_AFTER_STOP.load(std::sync::atomic::Ordering::Relaxed);
+    if segv > 0 {
+        eprintln!(
+            "note: {segv} --stop-after-events exits died of SIGSEGV instead of exit 3 \
+             (job_e2e::stop_after_events_exits_with_code_3)"
+        );
+    }
     assert!(kinds.iter().all(|&k| k > 0), "every kind of crash happened");
 }
 
@@ -154,6 +165,12 @@ fn exit_during_each_of_the_first_uploads_then_finish() {
         }
         assert_no_extra_or_doubled(&read_committed(&job.output), &oracle);
     }
+    // Then killed once a checkpoint is complete, so the last run resumes.
+    match job.attempt(Crash::AfterNextCheckpoint) {
+        Outcome::Crashed => {}
+        Outcome::Finished(s) => panic!("finished before a checkpoint completed: {s}"),
+    }
+    assert_no_extra_or_doubled(&read_committed(&job.output), &oracle);
     let summary = job.run_ok();
     assert!(
         summary["restored_from"].is_u64(),

@@ -63,6 +63,69 @@ fn malformed_csv_line_names_file_and_line() {
     assert!(line.contains("ts_ms"), "names the column: {line}");
 }
 
+/// A bad line deep in the input, met while the workers are busy and
+/// checkpoints are running, is refused just as cleanly (exit 2, one line),
+/// every time: the process must not die of a signal on its way out.
+#[test]
+fn malformed_line_deep_in_the_input_exits_2_every_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = gen(&tmp.path().join("in"), 8, 50_000, 0.0);
+    let text_in = fs::read_to_string(&input.impressions).unwrap();
+    let mut lines: Vec<&str> = text_in.lines().collect();
+    let bad_line = lines[40_000].replacen(',', ",x", 2);
+    lines[40_000] = &bad_line;
+    let bad = tmp.path().join("bad-deep.csv");
+    fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let mut exits = Vec::new();
+    for attempt in 0..8 {
+        let mut job = Job::new(
+            &input,
+            &tmp.path().join(format!("out-{attempt}")),
+            tmp.path().join(format!("ckpt-{attempt}")).to_str().unwrap(),
+        )
+        .args(&["--checkpoint-interval-events", "4096"]);
+        job.impressions = bad.clone();
+        let out = job.output(&[]);
+        exits.push(out.status.to_string());
+        if out.status.code() == Some(2) {
+            let line = assert_one_line_error(&out);
+            assert!(
+                line.contains("bad-deep.csv") && line.contains("line 40001"),
+                "{line}"
+            );
+        }
+    }
+    assert!(
+        exits.iter().all(|e| e == "exit status: 2"),
+        "every attempt exits 2: {exits:?}"
+    );
+}
+
+/// `--stop-after-events N` exits with code 3, also when it stops while a
+/// checkpoint upload and the workers are running (N a multiple of the
+/// checkpoint interval), and not by dying of a signal.
+#[test]
+fn stop_after_events_exits_with_code_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = gen(&tmp.path().join("in"), 9, 30_000, 0.0);
+    let mut exits = Vec::new();
+    for attempt in 0..10u64 {
+        let job = Job::new(
+            &input,
+            &tmp.path().join(format!("out-{attempt}")),
+            tmp.path().join(format!("ckpt-{attempt}")).to_str().unwrap(),
+        )
+        .args(&["--checkpoint-interval-events", "4096"]);
+        let n = 4096 * (1 + attempt % 3);
+        let out = job.output(&["--stop-after-events", &n.to_string()]);
+        exits.push(out.status.to_string());
+    }
+    assert!(
+        exits.iter().all(|e| e == "exit status: 3"),
+        "every --stop-after-events run exits 3: {exits:?}"
+    );
+}
+
 #[test]
 fn bad_header_is_refused() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::*;
 
 const INTERVAL: &str = "4096";
@@ -28,9 +26,8 @@ fn rescale_chain(seed: u64, chain: &[u32]) {
             &p.to_string(),
         ])
     };
-    let share = input.events() / (chain.len() as u64 + 1);
     for &p in &chain[..chain.len() - 1] {
-        match job(p).attempt(Crash::StopAfter(share)) {
+        match job(p).attempt(Crash::AfterNextCheckpoint) {
             Outcome::Crashed => {}
             Outcome::Finished(s) => panic!("p={p} finished before its crash: {s}"),
         }
@@ -100,24 +97,23 @@ fn two_processes_by_index_crash_and_resume() {
             &i.to_string(),
         ])
     };
-    let half = (input.events() / 2).to_string();
-    let spawn = |i: u32, more: &[String]| {
-        job(i)
-            .command(more)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    // Both crash at the same time, running side by side.
-    let stop = vec!["--stop-after-events".to_string(), half];
-    let children = [spawn(0, &stop), spawn(1, &stop)];
-    for c in children {
-        let o = c.wait_with_output().unwrap();
-        assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
-    }
+    // Side by side, each SIGKILLed once its first checkpoint is complete.
+    std::thread::scope(|scope| {
+        let crashes: Vec<_> = (0..2u32)
+            .map(|i| {
+                let child = job(i).spawn(&[]);
+                let folder = ckpt.join(format!("instance-{i}-of-2"));
+                scope.spawn(move || kill_when(child, || !completed_checkpoints(&folder).is_empty()))
+            })
+            .collect();
+        for c in crashes {
+            let outcome = c.join().unwrap();
+            assert!(matches!(outcome, Outcome::Crashed), "{outcome:?}");
+        }
+    });
     assert_no_extra_or_doubled(&read_committed(&out), &oracle);
-    let children = [spawn(0, &[]), spawn(1, &[])];
+    let spawn = |i: u32| job(i).spawn(&[]);
+    let children = [spawn(0), spawn(1)];
     for c in children {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", text(&o.stderr));

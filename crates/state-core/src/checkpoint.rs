@@ -54,6 +54,8 @@ pub struct Checkpointer {
     rx: mpsc::Receiver<CompletedCheckpoint>,
     /// `bytes_written` of the store at the previous trigger.
     written_at_last: u64,
+    /// The last checkpoint committed to the job's log: the parent of the next.
+    last_committed: Option<u64>,
 }
 
 /// A runtime for object-store I/O that does not compete with the operator
@@ -89,6 +91,7 @@ impl Checkpointer {
         let staging = staging.into();
         std::fs::create_dir_all(&staging)
             .map_err(StateError::io(format!("creating {}", staging.display())))?;
+        let last_committed = runtime.block_on(job.latest())?.map(|m| m.id);
         let writer = runtime.block_on(job.claim_epoch())?;
         let (tx, rx) = mpsc::channel();
         Ok(Checkpointer {
@@ -102,6 +105,7 @@ impl Checkpointer {
             tx,
             rx,
             written_at_last: 0,
+            last_committed,
         })
     }
 
@@ -155,7 +159,7 @@ impl Checkpointer {
         let meta = CheckpointMeta {
             // The writer assigns the next id of the job's log.
             id: 0,
-            parent: None,
+            parent: self.last_committed,
             key_group_range: (store.key_groups().start, store.key_groups().end),
             max_parallelism: store.max_parallelism(),
             states: {
@@ -201,7 +205,16 @@ impl Checkpointer {
     pub fn try_completed(&mut self) -> Vec<CompletedCheckpoint> {
         let done: Vec<_> = self.rx.try_iter().collect();
         self.in_flight -= done.len().min(self.in_flight);
+        for d in &done {
+            self.note_committed(d);
+        }
         done
+    }
+
+    fn note_committed(&mut self, done: &CompletedCheckpoint) {
+        if let Ok(m) = &done.result {
+            self.last_committed = Some(m.id);
+        }
     }
 
     /// Blocks until the next in-flight checkpoint finishes; `None` if none is.
@@ -211,6 +224,7 @@ impl Checkpointer {
         }
         let done = self.rx.recv().ok()?;
         self.in_flight -= 1;
+        self.note_committed(&done);
         Some(done)
     }
 }
