@@ -69,15 +69,15 @@ fn malformed_csv_line_names_file_and_line() {
 #[test]
 fn malformed_line_deep_in_the_input_exits_2_every_time() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = gen(&tmp.path().join("in"), 8, 50_000, 0.0);
+    let input = gen(&tmp.path().join("in"), 8, 80_000, 0.0);
     let text_in = fs::read_to_string(&input.impressions).unwrap();
     let mut lines: Vec<&str> = text_in.lines().collect();
-    let bad_line = lines[40_000].replacen(',', ",x", 2);
-    lines[40_000] = &bad_line;
+    let bad_line = lines[60_000].replacen(',', ",x", 2);
+    lines[60_000] = &bad_line;
     let bad = tmp.path().join("bad-deep.csv");
     fs::write(&bad, lines.join("\n") + "\n").unwrap();
     let mut exits = Vec::new();
-    for attempt in 0..8 {
+    for attempt in 0..12 {
         let mut job = Job::new(
             &input,
             &tmp.path().join(format!("out-{attempt}")),
@@ -90,7 +90,7 @@ fn malformed_line_deep_in_the_input_exits_2_every_time() {
         if out.status.code() == Some(2) {
             let line = assert_one_line_error(&out);
             assert!(
-                line.contains("bad-deep.csv") && line.contains("line 40001"),
+                line.contains("bad-deep.csv") && line.contains("line 60001"),
                 "{line}"
             );
         }
