@@ -22,5 +22,5 @@ if ! $PY -c "import moto.server" >/dev/null 2>&1 || ! command -v moto_server >/d
 fi
 if ! $PY -c "import confluent_kafka.schema_registry" >/dev/null 2>&1; then
     echo "setup: installing confluent-kafka (pip)"
-    $PY -m pip install -q 'confluent-kafka' 'httpx' 'authlib' 'cachetools' 'attrs' || echo "setup: confluent-kafka unavailable; its registry test will say so"
+    $PY -m pip install -q 'confluent-kafka[schemaregistry]' || echo "setup: confluent-kafka unavailable; its registry test will say so"
 fi

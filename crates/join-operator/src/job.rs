@@ -736,7 +736,7 @@ impl Coordinator<'_> {
             if self.args.stop_after_events.is_some_and(|stop| n >= stop) {
                 // Testing: die as a crash would, committing nothing more.
                 eprintln!("stream-join: stopping abruptly after {n} events (--stop-after-events)");
-                std::process::exit(3);
+                exit_now(3);
             }
         }
         self.summary.events = n;
@@ -943,6 +943,19 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+/// Ends the process at once, without running exit handlers. After an error
+/// (or a simulated crash) worker and RocksDB background threads may still be
+/// running; letting `exit` destroy RocksDB's statics under them crashes.
+/// Everything that must be durable already is: that is what checkpoints and
+/// the sink's commit protocol are for.
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` takes no pointers and never returns.
+    unsafe { libc::_exit(code) }
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> JobError {

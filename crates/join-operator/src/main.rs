@@ -98,13 +98,17 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> ExitCode {
-    match job::run(args) {
+    let code = match job::run(args) {
         Ok(summary) => {
             println!("{}", serde_json::to_string(&summary).unwrap_or_default());
-            ExitCode::SUCCESS
+            0
         }
-        Err(e) => fail(e),
-    }
+        Err(e) => {
+            eprintln!("stream-join: {e}");
+            2
+        }
+    };
+    job::exit_now(code)
 }
 
 fn gen_files(args: &GenArgs) -> ExitCode {

@@ -151,12 +151,29 @@ impl Job {
                 kill_when(self.spawn(&[]), || Instant::now() >= deadline)
             }
             Crash::AfterNextCheckpoint => {
-                let folder = Path::new(&self.checkpoints);
-                let before = completed_checkpoints(folder).len();
+                let before = self.completed_checkpoints().len();
                 kill_when(self.spawn(&[]), || {
-                    completed_checkpoints(folder).len() > before
+                    self.completed_checkpoints().len() > before
                 })
             }
+        }
+    }
+
+    /// Ids of the complete checkpoints under the job's URL: a local folder,
+    /// or `s3://` on the S3-compatible server of `AWS_ENDPOINT_URL`.
+    pub fn completed_checkpoints(&self) -> Vec<u64> {
+        match self.checkpoints.strip_prefix("s3://") {
+            Some(rest) => {
+                let endpoint = self
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+                    .map(|(_, v)| v.as_str())
+                    .expect("AWS_ENDPOINT_URL in the job's env");
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                s3_completed_checkpoints(endpoint, bucket, prefix)
+            }
+            None => completed_checkpoints(Path::new(&self.checkpoints)),
         }
     }
 
@@ -251,6 +268,60 @@ pub fn completed_checkpoints(job_folder: &Path) -> Vec<u64> {
         .collect();
     ids.sort_unstable();
     ids
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1 (moto accepts unsigned requests);
+/// returns the body.
+pub fn http_get(endpoint: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    match response.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Ids of the complete checkpoints of a job under `s3://bucket/prefix`:
+/// `chk-N/` holding a `_manifest` and files (a fence record has no files).
+/// Listing only: moto refuses unsigned object reads.
+pub fn s3_completed_checkpoints(endpoint: &str, bucket: &str, prefix: &str) -> Vec<u64> {
+    let listing = http_get(
+        endpoint,
+        &format!("/{bucket}?list-type=2&prefix={prefix}/checkpoints/chk-"),
+    );
+    let mut by_chk: BTreeMap<u64, (bool, usize)> = BTreeMap::new();
+    for key in listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split_once("</Key>").map(|(k, _)| k))
+    {
+        let Some((chk, file)) = key
+            .rsplit_once("/checkpoints/chk-")
+            .and_then(|(_, rest)| rest.split_once('/'))
+        else {
+            continue;
+        };
+        let Ok(id) = chk.parse() else { continue };
+        let e = by_chk.entry(id).or_default();
+        if file == "_manifest" {
+            e.0 = true;
+        } else {
+            e.1 += 1;
+        }
+    }
+    by_chk
+        .into_iter()
+        .filter(|(_, (manifest, files))| *manifest && *files > 0)
+        .map(|(id, _)| id)
+        .collect()
 }
 
 /// `stream-join validate`; returns the output (exit code and report).
