@@ -1,7 +1,13 @@
 //! Checkpoint upload/restore throughput against plain baselines measured in
 //! the same run, incremental bytes, peak RSS.
 //!
-//! `bench-checkpoint [total_mib=1024] [file_kib=1024] [work_dir]`
+//! `bench-checkpoint [total_mib=1024] [file_kib=1024] [work_dir] [rounds=3]`
+//!
+//! Restore is measured in `rounds` interleaved rounds (the order of the
+//! variants rotates each round) and reported as medians: on a shared
+//! machine one write-heavy phase slows the next (ext4 writeback, inode
+//! allocation after mass deletes), which a single ordered run mistakes for
+//! a property of the code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,19 +30,26 @@ async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
     let total_mib: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1024);
     let file_kib: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024);
-    let work = args.get(3).map(PathBuf::from).unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("bench-checkpoint-{}", std::process::id()))
-    });
+    let work = match args.get(3).filter(|s| !s.is_empty() && *s != "-") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::temp_dir().join(format!("bench-checkpoint-{}", std::process::id())),
+    };
+    let rounds: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = run(&work, total_mib, file_kib).await;
+    let result = run(&work, total_mib, file_kib, rounds.max(1)).await;
     let _ = std::fs::remove_dir_all(&work);
     result?;
     println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
     Ok(())
 }
 
-async fn run(work: &Path, total_mib: usize, file_kib: usize) -> Result<(), BoxError> {
+async fn run(
+    work: &Path,
+    total_mib: usize,
+    file_kib: usize,
+    rounds: usize,
+) -> Result<(), BoxError> {
     let n_files = total_mib * 1024 / file_kib;
     let state = work.join("state");
     let files = write_state(&state, n_files, file_kib * 1024, 0)?;
@@ -105,27 +118,7 @@ async fn run(work: &Path, total_mib: usize, file_kib: usize) -> Result<(), BoxEr
             put_s / up_s
         );
 
-        // Restore vs plain gets written to files, and vs fs::copy.
-        let restore_dir = work.join(format!("restore-{kind}"));
-        settle();
-        let t = Instant::now();
-        job.restore(m1.id, &restore_dir).await?;
-        let rs_s = t.elapsed().as_secs_f64();
-        std::fs::remove_dir_all(&restore_dir)?;
-        let get_dir = work.join(format!("get-{kind}"));
-        settle();
-        let t = Instant::now();
-        plain_get(&plain, &get_dir, &files).await?;
-        let get_s = t.elapsed().as_secs_f64();
-        std::fs::remove_dir_all(&get_dir)?;
-        println!(
-            "restore: checkpoint {:.0} MiB/s | fs::copy {:.0} MiB/s (ratio {:.2}) | plain get {:.0} MiB/s (ratio {:.2})",
-            mbps(rs_s),
-            mbps(fs_copy),
-            fs_copy / rs_s,
-            mbps(get_s),
-            get_s / rs_s
-        );
+        restore_rounds(work, kind, &plain, &job, m1.id, &files, total_bytes, rounds).await?;
         drop(plain);
 
         // Second checkpoint: 95% of the files kept (hard links), 5% new.
@@ -207,7 +200,7 @@ fn next_state(
     size: usize,
 ) -> Result<(Vec<LocalFile>, u64), BoxError> {
     std::fs::create_dir_all(dir)?;
-    let drop = n / 20;
+    let drop = (n / 20).max(1);
     let mut out = Vec::new();
     for f in files.iter().skip(drop) {
         if f.kind == checkpoint_store::FileKind::Shared {
@@ -264,6 +257,7 @@ async fn plain_get(
     store: &Arc<dyn ObjectStore>,
     dir: &Path,
     files: &[LocalFile],
+    fsync: bool,
 ) -> Result<(), BoxError> {
     std::fs::create_dir_all(dir)?;
     futures::stream::iter(files)
@@ -273,12 +267,165 @@ async fn plain_get(
                 .await?
                 .bytes()
                 .await?;
-            tokio::fs::write(dir.join(&f.name), bytes).await?;
+            let path = dir.join(&f.name);
+            tokio::task::spawn_blocking(move || {
+                let mut file = std::fs::File::create(&path)?;
+                std::io::Write::write_all(&mut file, &bytes)?;
+                if fsync {
+                    file.sync_data()?;
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await??;
             Ok::<_, BoxError>(())
         })
         .buffer_unordered(PARALLELISM)
         .try_collect::<()>()
         .await
+}
+
+/// How one round restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    PlainGet,
+    PlainGetFsync,
+    Restore,
+    RestoreFsync,
+    RestoreLink,
+}
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match self {
+            Variant::PlainGet => "plain get",
+            Variant::PlainGetFsync => "plain get + fsync",
+            Variant::Restore => "restore",
+            Variant::RestoreFsync => "restore fsync_restore",
+            Variant::RestoreLink => "restore link_local_objects",
+        }
+    }
+}
+
+/// Restore variants and their baselines in interleaved rounds; prints the
+/// medians and the ratios of each restore to its baseline.
+#[allow(clippy::too_many_arguments)]
+async fn restore_rounds(
+    work: &Path,
+    kind: &str,
+    plain: &Arc<dyn ObjectStore>,
+    job: &JobStore,
+    id: u64,
+    files: &[LocalFile],
+    total_bytes: u64,
+    rounds: usize,
+) -> Result<(), BoxError> {
+    let mut variants = vec![
+        Variant::PlainGet,
+        Variant::Restore,
+        Variant::PlainGetFsync,
+        Variant::RestoreFsync,
+    ];
+    if kind == "local" {
+        variants.push(Variant::RestoreLink);
+    }
+    let mut times: Vec<Vec<(f64, f64)>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        for k in 0..variants.len() {
+            let i = (k + round) % variants.len();
+            let dir = work.join(format!("restore-{kind}"));
+            settle();
+            let (cpu0, t) = (cpu_seconds(), Instant::now());
+            run_variant(variants[i], plain, job, id, &dir, files).await?;
+            let wall = t.elapsed().as_secs_f64();
+            times[i].push((wall, cpu_seconds() - cpu0));
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+    let mib = total_bytes as f64 / (1 << 20) as f64;
+    let median = |i: usize| {
+        let mut w: Vec<f64> = times[i].iter().map(|t| t.0).collect();
+        let mut c: Vec<f64> = times[i].iter().map(|t| t.1).collect();
+        w.sort_by(f64::total_cmp);
+        c.sort_by(f64::total_cmp);
+        (w[w.len() / 2], c[c.len() / 2])
+    };
+    let index = |v: Variant| variants.iter().position(|x| *x == v).unwrap_or(0);
+    for (i, v) in variants.iter().enumerate() {
+        let (wall, cpu) = median(i);
+        let base = match v {
+            Variant::PlainGet | Variant::PlainGetFsync => None,
+            Variant::Restore | Variant::RestoreLink => Some(Variant::PlainGet),
+            Variant::RestoreFsync => Some(Variant::PlainGetFsync),
+        };
+        let ratio = base
+            .map(|b| {
+                let (bw, bc) = median(index(b));
+                format!(
+                    " | vs {}: {:.2} (cpu {:.2})",
+                    b.label(),
+                    bw / wall,
+                    bc / cpu.max(1e-9)
+                )
+            })
+            .unwrap_or_default();
+        let all: Vec<String> = times[i]
+            .iter()
+            .map(|t| format!("{:.0}", mib / t.0))
+            .collect();
+        println!(
+            "restore: {:<27} {:>6.0} MiB/s cpu {:>5.2} s{ratio}  [rounds: {}]",
+            v.label(),
+            mib / wall,
+            cpu,
+            all.join(" ")
+        );
+    }
+    Ok(())
+}
+
+async fn run_variant(
+    v: Variant,
+    plain: &Arc<dyn ObjectStore>,
+    job: &JobStore,
+    id: u64,
+    dir: &Path,
+    files: &[LocalFile],
+) -> Result<(), BoxError> {
+    match v {
+        Variant::PlainGet => plain_get(plain, dir, files, false).await,
+        Variant::PlainGetFsync => {
+            plain_get(plain, dir, files, true).await?;
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(())
+        }
+        Variant::Restore | Variant::RestoreFsync | Variant::RestoreLink => {
+            let opts = JobStoreOptions {
+                fsync_restore: v == Variant::RestoreFsync,
+                link_local_objects: v == Variant::RestoreLink,
+                ..job.options().clone()
+            };
+            let job = JobStore::from_store(Arc::clone(job.store()), job.prefix().clone(), opts);
+            job.restore(id, dir).await?;
+            Ok(())
+        }
+    }
+}
+
+/// User + system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line, in clock ticks (100 per second
+    // on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
 }
 
 fn peak_rss_kib() -> u64 {
