@@ -15,6 +15,26 @@ section() { printf '\n\033[1m==== %s ====\033[0m\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
 # Prints one field of the run summary (the JSON last line of `run`).
 field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])[sys.argv[1]])' "$1"; }
+# crash_part_way CKPT CMD...: runs CMD with --stop-after-events N (a simulated
+# crash, exit 3). Checkpoints complete asynchronously (an upload to S3 can take
+# a while), so if none completed before the crash, N grows and it runs again.
+crash_part_way() {
+    local ckpt=$1 n code
+    shift
+    for n in 60000 80000 100000 115000; do
+        echo "\$ ${*} --stop-after-events $n"
+        set +e
+        "$@" --stop-after-events "$n"
+        code=$?
+        set -e
+        [ "$code" -eq 3 ] || die "expected the simulated crash (exit 3), got exit $code"
+        if "$SP" ls "$ckpt" | grep -qw complete; then
+            return 0
+        fi
+        echo "(no checkpoint had completed before that crash: crashing later this time)"
+    done
+    die "no checkpoint completed before any crash"
+}
 
 section "1. setup and build (release; RocksDB's C++ is cached by sccache)"
 scripts/setup.sh
@@ -39,7 +59,6 @@ fi
 IN="$DEMO/input"
 OUT="$DEMO/output"
 INTERVAL=20000
-STOP_AT=70000
 
 section "2. generate the small workload (seed 7) into $IN"
 "$SJ" gen --size small --seed 7 --out "$IN"
@@ -47,14 +66,9 @@ section "2. generate the small workload (seed 7) into $IN"
 RUN=("$SJ" run --impressions "$IN/impressions.csv" --plays "$IN/plays.csv"
     --output "$OUT" --checkpoints "$CKPT" --checkpoint-interval-events "$INTERVAL")
 
-section "3. run the join with a checkpoint every $INTERVAL events to $CKPT; it crashes after $STOP_AT events"
-echo "\$ ${RUN[*]} --stop-after-events $STOP_AT"
-set +e
-"${RUN[@]}" --stop-after-events "$STOP_AT"
-code=$?
-set -e
-[ "$code" -eq 3 ] || die "expected the simulated crash (exit 3), got exit $code"
-echo "crashed (exit $code). Committed so far: $(find "$OUT" -maxdepth 1 -name '*.csv' | wc -l) part file(s);" \
+section "3. run the join with a checkpoint every $INTERVAL events to $CKPT; it crashes part way"
+crash_part_way "$CKPT" "${RUN[@]}"
+echo "crashed (exit 3). Committed so far: $(find "$OUT" -maxdepth 1 -name '*.csv' | wc -l) part file(s) (a completed checkpoint whose files were not yet published is published on restore);" \
     "uncommitted work in $OUT/.inprogress is discarded on restore."
 echo "checkpoints written before the crash:"
 "$SP" ls "$CKPT"
@@ -81,30 +95,23 @@ python3 - "$SD" <<'EOF'
 import json, re, sys
 src = open("crates/join-operator/src/operator/schemas.rs").read()
 v1 = json.loads(re.search(r'IMPRESSION_V1: &str = r#"(.*?)"#', src, re.S).group(1))
-def variant(extra=None, ts_type=None):
+def variant(extra):
     s = json.loads(json.dumps(v1))
-    if extra:
-        s["fields"].append(extra)
-    if ts_type:
-        for f in s["fields"]:
-            if f["name"] == "ts_ms":
-                f["type"] = ts_type
+    s["fields"].append(extra)
     return json.dumps(s, indent=1)
 out = sys.argv[1]
-open(f"{out}/v2.avsc", "w").write(variant({"name": "page", "type": "string", "default": "home"}))
-open(f"{out}/v3.avsc", "w").write(variant({"name": "score", "type": "double"}))
+v2_field = {"name": "page", "type": "string", "default": "home"}
+v3_field = {"name": "score", "type": "double"}
+open(f"{out}/v2.avsc", "w").write(variant(v2_field))
+open(f"{out}/v3.avsc", "w").write(variant(v3_field))
+print(f"v2.avsc = v1 + {json.dumps(v2_field)}: compatible, old data reads with the default")
+print(f"v3.avsc = v1 + {json.dumps(v3_field)}: incompatible, old data has no value for it")
 EOF
-echo "v2 adds: $(grep -o '"name": "page"[^}]*' "$SD/v2.avsc")"
-echo "v3 adds: $(grep -o '"name": "score"[^}]*' "$SD/v3.avsc")"
 SRUN=("$SJ" run --impressions "$IN/impressions.csv" --plays "$IN/plays.csv"
     --output "$SD/output" --checkpoints "$SCHEMA_CKPT" --checkpoint-interval-events "$INTERVAL"
     --registry "$SD/registry")
-echo "-- run with v1 (registered in the folder registry $SD/registry), crash after $STOP_AT events"
-set +e
-"${SRUN[@]}" --stop-after-events "$STOP_AT"
-code=$?
-set -e
-[ "$code" -eq 3 ] || die "expected the simulated crash (exit 3), got exit $code"
+echo "-- run with v1 (registered in the folder registry $SD/registry), crash part way"
+crash_part_way "$SCHEMA_CKPT" "${SRUN[@]}"
 echo "-- resume from the v1 checkpoint with v2: buffered v1 impressions are read through v2"
 summary=$("${SRUN[@]}" --impression-schema "$SD/v2.avsc")
 echo "$summary"
