@@ -204,7 +204,7 @@ fn crash_and_restore_with_checkpoints_on_s3() {
     assert!(status.success(), "bucket {bucket} created");
 
     let tmp = tempfile::tempdir().unwrap();
-    let input = gen(&tmp.path().join("in"), 61, 30_000, 0.0);
+    let input = gen(&tmp.path().join("in"), 61, 50_000, 0.0);
     let oracle = input.oracle(0);
     let mut job = Job::new(
         &input,

@@ -129,7 +129,7 @@ fn v1_checkpoint_resumes_with_v2_and_refuses_v3() {
 #[test]
 fn v3_changing_the_type_of_ts_ms_is_refused_naming_the_field() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = gen(&tmp.path().join("in"), 43, 20_000, 0.0);
+    let input = gen(&tmp.path().join("in"), 43, 40_000, 0.0);
     let registry = tmp.path().join("registry");
     let v3 = IMPRESSION_V1.replace(
         r#"{"name":"ts_ms","type":"long"}"#,
@@ -160,7 +160,7 @@ fn v3_changing_the_type_of_ts_ms_is_refused_naming_the_field() {
 #[test]
 fn without_a_registry_the_restored_state_refuses_an_incompatible_schema() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = gen(&tmp.path().join("in"), 42, 20_000, 0.0);
+    let input = gen(&tmp.path().join("in"), 42, 40_000, 0.0);
     let v3 = write(
         tmp.path(),
         "v3.avsc",
