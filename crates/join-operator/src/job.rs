@@ -387,7 +387,13 @@ fn impression_schema(args: &RunArgs) -> Result<AvroSchema, JobError> {
             })
             .map_err(|e| JobError::Schema(e.to_string()))?;
         if !issues.is_empty() {
-            let reasons: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+            let reasons: Vec<String> = issues
+                .iter()
+                .map(|i| match state_core::schema::field_names(schema.json(), &i.incompatibility.path) {
+                    Some(field) => format!("field '{field}': {i}"),
+                    None => i.to_string(),
+                })
+                .collect();
             return Err(JobError::Schema(format!(
                 "subject {} refuses this impression schema: {}",
                 schemas::IMPRESSION_SUBJECT,

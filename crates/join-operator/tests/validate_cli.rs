@@ -212,9 +212,24 @@ fn input_errors_exit_2_with_one_clear_line() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--plays 100"));
 
-    let o = bin(&["run", "--impressions", "a", "--plays", "b", "--output", "c"]);
+    let missing = out.path().join("missing-impressions.csv");
+    let run_out = out.path().join("run-out");
+    let checkpoints = out.path().join("run-checkpoints");
+    let o = bin(&[
+        "run",
+        "--impressions",
+        missing.to_str().unwrap(),
+        "--plays",
+        "b",
+        "--output",
+        run_out.to_str().unwrap(),
+        "--checkpoints",
+        checkpoints.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not implemented"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("missing-impressions.csv"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
 #[test]

@@ -144,7 +144,13 @@ fn compile_resolver(
         return Err(StateError::IncompatibleSchema {
             state: state.to_string(),
             writer_version: version,
-            reasons: problems.iter().map(|p| p.to_string()).collect(),
+            reasons: problems
+                .iter()
+                .map(|p| match field_names(reader.json(), &p.path) {
+                    Some(field) => format!("field '{field}': {p}"),
+                    None => p.to_string(),
+                })
+                .collect(),
         });
     }
     let resolver =
@@ -154,4 +160,41 @@ fn compile_resolver(
             reasons: vec![e.to_string()],
         })?;
     Ok((!resolver.is_identity()).then_some(resolver))
+}
+
+/// The dotted field names a schema path (`/fields/3/type/fields/0`) goes
+/// through, so a refusal names `ts_ms`, not only `/fields/3`.
+pub fn field_names(schema_json: &str, path: &str) -> Option<String> {
+    let mut node: serde_json::Value = serde_json::from_str(schema_json).ok()?;
+    let mut names = Vec::new();
+    let mut segments = path.split('/').filter(|s| !s.is_empty()).peekable();
+    while let Some(seg) = segments.next() {
+        node = match (seg, &node) {
+            ("fields", serde_json::Value::Object(o)) => {
+                let index: usize = segments.next()?.parse().ok()?;
+                let field = o.get("fields")?.get(index)?.clone();
+                names.push(field.get("name")?.as_str()?.to_string());
+                field
+            }
+            (_, serde_json::Value::Object(o)) => o.get(seg)?.clone(),
+            (_, serde_json::Value::Array(a)) => a.get(seg.parse::<usize>().ok()?)?.clone(),
+            _ => return None,
+        };
+    }
+    (!names.is_empty()).then(|| names.join("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_names;
+
+    #[test]
+    fn paths_name_their_fields() {
+        let json = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},
+            {"name":"b","type":{"type":"record","name":"In","fields":[{"name":"c","type":"int"}]}}]}"#;
+        assert_eq!(field_names(json, "/fields/0/type").as_deref(), Some("a"));
+        assert_eq!(field_names(json, "/fields/1/type/fields/0").as_deref(), Some("b.c"));
+        assert_eq!(field_names(json, "/"), None);
+        assert_eq!(field_names(json, "/fields/9"), None);
+    }
 }

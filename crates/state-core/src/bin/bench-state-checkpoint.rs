@@ -3,7 +3,7 @@
 //! changed, upload and restore throughput next to a plain file copy of the
 //! same bytes, and peak RSS, in one run.
 //!
-//! `cargo run --release -p state-core --bin bench-checkpoint [-- ENTRIES [DIR]]`
+//! `cargo run --release -p state-core --bin bench-state-checkpoint [-- ENTRIES [DIR]]`
 //! (default 4 000 000 entries of ~230 bytes, DIR a temporary folder).
 
 use rand::{Rng, SeedableRng};
