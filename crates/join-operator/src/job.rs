@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// event-time expiry dropped by compaction (fewer writes).
     #[arg(long, value_enum, default_value = "timers")]
     pub cleanup: crate::operator::Cleanup,
+    /// When the job stops gracefully (end of input, or SIGTERM/SIGINT), write
+    /// a savepoint of its final state here (a folder or object-store URL).
+    #[arg(long, value_name = "URL")]
+    pub savepoint: Option<String>,
     /// Testing: exit abruptly after N events, as if crashed, committing nothing.
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after_events: Option<u64>,
@@ -85,7 +89,7 @@ use state_core::{
     Checkpointer, CompletedCheckpoint, JobStoreOptions, KeyGroupRange, StateStore, StoreOptions,
 };
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,6 +117,11 @@ pub struct RunSummary {
     pub uploaded_bytes: u64,
     pub timers_fired: u64,
     pub entries_dropped: u64,
+    /// Stopped by SIGTERM/SIGINT before the end of input (after a final
+    /// checkpoint): rerun to continue.
+    pub stopped: bool,
+    /// Where the savepoint of the final state was written (`--savepoint`).
+    pub savepoint: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +140,8 @@ pub enum JobError {
     Schema(String),
     #[error("checkpoint {id}: {reason}")]
     CheckpointMeta { id: u64, reason: String },
+    #[error(transparent)]
+    Savepoint(#[from] state_core::savepoint::SavepointError),
     #[error("worker {0} stopped unexpectedly")]
     WorkerLost(usize),
     #[error("{context}: {source}")]
@@ -199,14 +210,25 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
             .map_err(state_core::StateError::from)?
             .map(|m| m.id),
     };
-    if args.from_savepoint.is_some() {
-        return Err(JobError::Args(
-            "--from-savepoint: restore a savepoint with `savepoint restore SRC --to DIR` into a checkpoint folder, then run from it"
-                .into(),
-        ));
-    }
-    let (store, resumed) = match start_id {
-        Some(id) => {
+    let (store, resumed) = match (start_id, &args.from_savepoint) {
+        (None, Some(url)) => {
+            let (store, sp) = state_core::savepoint::restore_into(url, &state_dir, store_opts)?;
+            let meta: JobCheckpoint =
+                serde_json::from_value(sp.user.clone()).map_err(|e| JobError::CheckpointMeta {
+                    id: 0,
+                    reason: format!("savepoint {url}: job metadata does not parse: {e}"),
+                })?;
+            (store, Some((0, meta)))
+        }
+        (Some(id), from_savepoint) => {
+            if let Some(url) = from_savepoint {
+                // A rerun after a crash must resume where the job got to, not
+                // go back to the savepoint it once started from.
+                eprintln!(
+                    "stream-join: {} already holds checkpoints; resuming from checkpoint {id}, not from {url} (use a fresh --checkpoints to start from the savepoint)",
+                    plan.job_url
+                );
+            }
             let (store, manifest) =
                 state_core::restore(&runtime, &job, Some(id), &state_dir, store_opts)?;
             let meta: JobCheckpoint =
@@ -218,7 +240,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
                 })?;
             (store, Some((manifest.id, meta)))
         }
-        None => (StateStore::open(&state_dir, store_opts)?, None),
+        (None, None) => (StateStore::open(&state_dir, store_opts)?, None),
     };
 
     let mut checkpointer = Checkpointer::start(
@@ -248,6 +270,8 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     let sources = MergedSources::open_csv(&args.impressions, &args.plays, offsets, watermarks)?;
 
     let workers = spawn_workers(&store, &plan, cfg, sinks)?;
+    let highest = highest_part_id(&args.output).max(highest_part_id(&late_dir));
+    let name_offset = (highest + 1).saturating_sub(checkpointer.next_checkpoint_id()?);
     let mut coordinator = Coordinator {
         args,
         plan: &plan,
@@ -264,10 +288,28 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
         },
         totals_before: before,
         events_routed: 0,
+        last_committed: None,
+        name_offset,
         progress: Progress::new(),
     };
+    install_stop_handler();
     coordinator.run(sources)?;
+    let last = coordinator.last_committed.clone();
     let mut summary = coordinator.finish()?;
+    if let (Some(url), Some((id, meta))) = (&args.savepoint, last) {
+        let user = serde_json::to_value(&meta).map_err(|e| JobError::CheckpointMeta {
+            id,
+            reason: e.to_string(),
+        })?;
+        state_core::savepoint::create_from_store(
+            &store,
+            user,
+            state_core::savepoint::SourceInfo::checkpoint(&plan.job_url, id),
+            url,
+            state_core::savepoint::WriteOptions::default(),
+        )?;
+        summary.savepoint = Some(url.clone());
+    }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     summary.cpu_seconds = cpu_seconds();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
@@ -389,9 +431,11 @@ fn impression_schema(args: &RunArgs) -> Result<AvroSchema, JobError> {
         if !issues.is_empty() {
             let reasons: Vec<String> = issues
                 .iter()
-                .map(|i| match state_core::schema::field_names(schema.json(), &i.incompatibility.path) {
-                    Some(field) => format!("field '{field}': {i}"),
-                    None => i.to_string(),
+                .map(|i| {
+                    match state_core::schema::field_names(schema.json(), &i.incompatibility.path) {
+                        Some(field) => format!("field '{field}': {i}"),
+                        None => i.to_string(),
+                    }
                 })
                 .collect();
             return Err(JobError::Schema(format!(
@@ -700,6 +744,7 @@ fn arrival_key(a: &Arrival) -> [u8; 16] {
 struct PendingCheckpoint {
     sequence: u64,
     states: Vec<(SinkState, SinkState)>,
+    meta: JobCheckpoint,
 }
 
 struct Coordinator<'a> {
@@ -715,6 +760,10 @@ struct Coordinator<'a> {
     totals_before: (u64, u64, u64),
     /// Input events read by this run (all key groups).
     events_routed: u64,
+    /// The last checkpoint committed and what it recorded.
+    last_committed: Option<(u64, JobCheckpoint)>,
+    /// Added to checkpoint ids when naming part files (see `checkpoint`).
+    name_offset: u64,
     progress: Progress,
 }
 
@@ -738,6 +787,11 @@ impl Coordinator<'_> {
             self.events_since_checkpoint += 1;
             if n % ROUTE_BATCH as u64 == 0 {
                 self.tick(&sources, watermark)?;
+                if STOP.load(Ordering::Relaxed) {
+                    eprintln!("stream-join: stop requested: taking a final checkpoint");
+                    self.summary.stopped = true;
+                    break;
+                }
             }
             if self.args.stop_after_events.is_some_and(|stop| n >= stop) {
                 // Testing: die as a crash would, committing nothing more.
@@ -783,7 +837,10 @@ impl Coordinator<'_> {
         I: crate::source::Source<Event = crate::event::Impression>,
         P: crate::source::Source<Event = crate::event::Play>,
     {
-        let id = self.checkpointer.next_checkpoint_id()?;
+        // Part files are named by checkpoint id; a job started on a fresh
+        // checkpoint log (or from a savepoint) counts from 1 again, so the
+        // offset keeps new names above every committed one in the folder.
+        let id = self.checkpointer.next_checkpoint_id()? + self.name_offset;
         let (states, stats) = self.workers.barrier(id, watermark)?;
         let (rows, late) = states.iter().cloned().unzip();
         let meta = JobCheckpoint {
@@ -811,6 +868,7 @@ impl Coordinator<'_> {
                     self.pending.push(PendingCheckpoint {
                         sequence: t.sequence,
                         states,
+                        meta: meta.clone(),
                     });
                     break;
                 }
@@ -857,6 +915,7 @@ impl Coordinator<'_> {
                 self.summary.checkpoints += 1;
                 self.summary.uploaded_bytes += manifest.uploaded_bytes;
                 self.progress.last_checkpoint = Some((manifest.id, manifest.uploaded_bytes));
+                self.last_committed = Some((manifest.id, pending.meta.clone()));
                 for (w, states) in pending.states.into_iter().enumerate() {
                     self.workers.send(w, Command::Commit(Box::new(states)))?;
                 }
@@ -962,6 +1021,40 @@ pub fn exit_now(code: i32) -> ! {
     let _ = std::io::stderr().flush();
     // SAFETY: `_exit` takes no pointers and never returns.
     unsafe { libc::_exit(code) }
+}
+
+/// The highest checkpoint id in the names of committed part files
+/// (`part-<instance>-<id>-<seq>.csv`) of `dir`; 0 when there are none.
+fn highest_part_id(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_prefix("part-")?.strip_suffix(".csv")?;
+            stem.split('-').nth(1)?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Set by SIGTERM/SIGINT: stop at the next batch boundary after a final
+/// checkpoint, so a rerun continues exactly there.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_stop_handler() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> JobError {

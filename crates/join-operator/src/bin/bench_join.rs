@@ -25,7 +25,9 @@ fn cpu_seconds() -> f64 {
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,7 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Size::Medium,
     };
     let seed: u64 = arg("--seed").and_then(|s| s.parse().ok()).unwrap_or(42);
-    let dir = PathBuf::from(arg("--dir").unwrap_or_else(|| format!("/var/tmp/streamstate-bench-{size:?}-{seed}").to_lowercase()));
+    let dir =
+        PathBuf::from(arg("--dir").unwrap_or_else(|| {
+            format!("/var/tmp/streamstate-bench-{size:?}-{seed}").to_lowercase()
+        }));
     let imps = dir.join("impressions.csv");
     let plays = dir.join("plays.csv");
     if !imps.exists() || !plays.exists() {
@@ -46,7 +51,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Baseline 1: parse, merge and hash.
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let mut src = MergedSources::open_csv(&imps, &plays, MergeOffsets::default(), Watermarks::new(5000))?;
+    let mut src = MergedSources::open_csv(
+        &imps,
+        &plays,
+        MergeOffsets::default(),
+        Watermarks::new(5000),
+    )?;
     let mut events = 0u64;
     let mut acc = 0u64;
     while let Some(a) = src.next_arrival()? {
@@ -57,7 +67,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         acc ^= xxhash_rust::xxh3::xxh3_64(&k);
         events += 1;
     }
-    let parse = (events as f64 / t.elapsed().as_secs_f64(), events as f64 / (cpu_seconds() - cpu0).max(1e-9));
+    let parse = (
+        events as f64 / t.elapsed().as_secs_f64(),
+        events as f64 / (cpu_seconds() - cpu0).max(1e-9),
+    );
 
     // Baseline 2: raw RocksDB puts of the same events.
     let raw_dir = tempfile::tempdir_in("/var/tmp")?;
@@ -65,9 +78,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(raw_dir);
 
     println!("bench-join: {events} events ({size:?}, seed {seed}), checksum {acc:x}");
-    println!("{:<28} {:>12} {:>14} {:>9} {:>9} {:>10} {:>11} {:>12}", "", "events/s", "events/cpu-s", "vs parse", "RSS MiB", "state MiB", "max pause", "uploaded MiB");
-    println!("{:<28} {:>12.0} {:>14.0} {:>9} {:>9} {:>10} {:>11} {:>12}", "parse + merge + key hash", parse.0, parse.1, "1.00", "-", "-", "-", "-");
-    println!("{:<28} {:>12.0} {:>14.0} {:>9.2} {:>9} {:>10} {:>11} {:>12}", "raw RocksDB put per event", raw.0, raw.1, raw.1 / parse.1, "-", "-", "-", "-");
+    println!(
+        "{:<28} {:>12} {:>14} {:>9} {:>9} {:>10} {:>11} {:>12}",
+        "",
+        "events/s",
+        "events/cpu-s",
+        "vs parse",
+        "RSS MiB",
+        "state MiB",
+        "max pause",
+        "uploaded MiB"
+    );
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>9} {:>9} {:>10} {:>11} {:>12}",
+        "parse + merge + key hash", parse.0, parse.1, "1.00", "-", "-", "-", "-"
+    );
+    println!(
+        "{:<28} {:>12.0} {:>14.0} {:>9.2} {:>9} {:>10} {:>11} {:>12}",
+        "raw RocksDB put per event",
+        raw.0,
+        raw.1,
+        raw.1 / parse.1,
+        "-",
+        "-",
+        "-",
+        "-"
+    );
 
     let exe = std::env::current_exe()?;
     let job_bin = exe.with_file_name("stream-join");
@@ -85,7 +121,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .args(["--cleanup", cleanup])
             .output()?;
         if !out.status.success() {
-            return Err(format!("stream-join failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+            return Err(format!(
+                "stream-join failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
         }
         let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
@@ -107,7 +147,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// One put per event into a plain RocksDB (WAL off, zstd), with the job's
 /// key layout and a value of the same size as the job's Avro record.
-fn raw_puts(imps: &Path, plays: &Path, dir: &Path) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+fn raw_puts(
+    imps: &Path,
+    plays: &Path,
+    dir: &Path,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let mut o = rocksdb::Options::default();
     o.create_if_missing(true);
     o.set_compression_type(rocksdb::DBCompressionType::Zstd);
@@ -116,13 +160,18 @@ fn raw_puts(imps: &Path, plays: &Path, dir: &Path) -> Result<(f64, f64), Box<dyn
     wo.disable_wal(true);
     let cpu0 = cpu_seconds();
     let t = Instant::now();
-    let mut src = MergedSources::open_csv(imps, plays, MergeOffsets::default(), Watermarks::new(5000))?;
+    let mut src =
+        MergedSources::open_csv(imps, plays, MergeOffsets::default(), Watermarks::new(5000))?;
     let mut n = 0u64;
     let mut batch = rocksdb::WriteBatch::default();
     let mut value = Vec::with_capacity(64);
     while let Some(a) = src.next_arrival()? {
         let (k, ts, id) = match &a.event {
-            Arrived::Impression(i) => (key_bytes(i.profile_id, i.title_id), i.ts_ms, i.impression_id),
+            Arrived::Impression(i) => (
+                key_bytes(i.profile_id, i.title_id),
+                i.ts_ms,
+                i.impression_id,
+            ),
             Arrived::Play(p) => (key_bytes(p.profile_id, p.title_id), p.ts_ms, p.play_id),
         };
         let mut key = Vec::with_capacity(40);
@@ -138,5 +187,8 @@ fn raw_puts(imps: &Path, plays: &Path, dir: &Path) -> Result<(f64, f64), Box<dyn
         }
     }
     db.write_opt(batch, &wo)?;
-    Ok((n as f64 / t.elapsed().as_secs_f64(), n as f64 / (cpu_seconds() - cpu0).max(1e-9)))
+    Ok((
+        n as f64 / t.elapsed().as_secs_f64(),
+        n as f64 / (cpu_seconds() - cpu0).max(1e-9),
+    ))
 }
