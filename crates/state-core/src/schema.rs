@@ -193,7 +193,10 @@ mod tests {
         let json = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"},
             {"name":"b","type":{"type":"record","name":"In","fields":[{"name":"c","type":"int"}]}}]}"#;
         assert_eq!(field_names(json, "/fields/0/type").as_deref(), Some("a"));
-        assert_eq!(field_names(json, "/fields/1/type/fields/0").as_deref(), Some("b.c"));
+        assert_eq!(
+            field_names(json, "/fields/1/type/fields/0").as_deref(),
+            Some("b.c")
+        );
         assert_eq!(field_names(json, "/"), None);
         assert_eq!(field_names(json, "/fields/9"), None);
     }
