@@ -290,6 +290,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
         events_routed: 0,
         last_committed: None,
         name_offset,
+        pre_flushed: false,
         progress: Progress::new(),
     };
     install_stop_handler();
@@ -764,6 +765,8 @@ struct Coordinator<'a> {
     last_committed: Option<(u64, JobCheckpoint)>,
     /// Added to checkpoint ids when naming part files (see `checkpoint`).
     name_offset: u64,
+    /// A background flush was started for the coming checkpoint.
+    pre_flushed: bool,
     progress: Progress,
 }
 
@@ -819,6 +822,12 @@ impl Coordinator<'_> {
             .checkpoint_every_events
             .is_some_and(|every| self.events_since_checkpoint >= every);
         let due_time = self.last_checkpoint.elapsed() >= self.plan.checkpoint_every;
+        if !self.pre_flushed && self.checkpoint_nearly_due() {
+            // Flush most of the memtables now, in the background, so that the
+            // checkpoint's synchronous flush only has the last moments left.
+            self.store.flush_in_background()?;
+            self.pre_flushed = true;
+        }
         if (due_events || due_time) && self.checkpointer.in_flight() == 0 {
             self.checkpoint(sources, watermark, false)?;
         }
@@ -884,7 +893,18 @@ impl Coordinator<'_> {
         }
         self.last_checkpoint = Instant::now();
         self.events_since_checkpoint = 0;
+        self.pre_flushed = false;
         Ok(())
+    }
+
+    /// 80 % of the way to the next checkpoint, by events or by time.
+    fn checkpoint_nearly_due(&self) -> bool {
+        let by_events = self
+            .plan
+            .checkpoint_every_events
+            .is_some_and(|every| self.events_since_checkpoint * 5 >= every * 4);
+        let by_time = self.last_checkpoint.elapsed() * 5 >= self.plan.checkpoint_every * 4;
+        by_events || by_time
     }
 
     fn poll_checkpoints(&mut self) -> Result<(), JobError> {

@@ -222,6 +222,19 @@ impl StateStore {
             .map_err(StateError::rocks("flush"))
     }
 
+    /// Starts flushing the memtables without waiting. Called shortly before
+    /// a checkpoint is due, it leaves the checkpoint's synchronous flush only
+    /// what was written since, which keeps the operator's pause short.
+    pub fn flush_in_background(&self) -> Result<()> {
+        let cfs: Vec<&ColumnFamily> = self.inner.all_cfs();
+        let mut fo = rocksdb::FlushOptions::default();
+        fo.set_wait(false);
+        self.inner
+            .db
+            .flush_cfs_opt(&cfs, &fo)
+            .map_err(StateError::rocks("background flush"))
+    }
+
     /// Runs a full compaction of every state (drops expired entries now).
     pub fn compact(&self) -> Result<()> {
         for cf in self.inner.all_cfs() {
