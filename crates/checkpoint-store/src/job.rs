@@ -217,7 +217,12 @@ impl JobStore {
                         uploaded_bytes: 0,
                     },
                 },
-                Slot::Missing => self.incomplete_info(id).await?,
+                Slot::Missing => match self.incomplete_info(id).await? {
+                    Some(info) => info,
+                    // An empty directory a local folder keeps after retention
+                    // deleted its objects: nothing to show or to collect.
+                    None => continue,
+                },
                 Slot::Unreadable(e) => CheckpointInfo {
                     id,
                     status: CheckpointStatus::Unreadable(e.to_string()),
@@ -233,15 +238,18 @@ impl JobStore {
         Ok(out)
     }
 
-    async fn incomplete_info(&self, id: u64) -> Result<CheckpointInfo, CheckpointError> {
+    async fn incomplete_info(&self, id: u64) -> Result<Option<CheckpointInfo>, CheckpointError> {
         let objects = self.list_dir(id).await?;
+        if objects.is_empty() {
+            return Ok(None);
+        }
         let bytes = objects.iter().map(|o| o.size).sum();
         let newest = objects
             .iter()
             .map(|o| o.last_modified.timestamp_millis().max(0) as u64)
             .max()
             .unwrap_or(0);
-        Ok(CheckpointInfo {
+        Ok(Some(CheckpointInfo {
             id,
             status: CheckpointStatus::Incomplete,
             epoch: None,
@@ -249,7 +257,7 @@ impl JobStore {
             created_ms: newest,
             total_bytes: bytes,
             uploaded_bytes: bytes,
-        })
+        }))
     }
 
     /// Every object under `chk-<id>/`.
