@@ -1,0 +1,223 @@
+//! The join job's own state through the `savepoint` command: a checkpoint
+//! written by `stream-join` is listed, inspected, turned into a savepoint,
+//! dumped, migrated to an evolved impression schema, verified, restored at
+//! another parallelism, and the job resumes from the migrated savepoint with
+//! exactly the batch join as its output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace's binaries sit next to this test's `deps` folder.
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --release --workspace)",
+        path.display()
+    );
+    path
+}
+
+fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name)).args(args).output().expect("spawn")
+}
+
+fn ok(name: &str, args: &[&str]) -> String {
+    let out = run(name, args);
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const V2_FIELD: &str = r#"{"name":"page","type":"string","default":"home"}"#;
+
+fn impression_v2() -> String {
+    // Version 1 is what the job declares by default; v2 adds a defaulted field.
+    r#"{"type":"record","name":"Impression","namespace":"streamstate.workload","fields":[
+  {"name":"impression_id","type":"long"},{"name":"profile_id","type":"long"},
+  {"name":"title_id","type":"long"},{"name":"ts_ms","type":"long"},
+  {"name":"row","type":"int"},{"name":"rank","type":"int"},
+  {"name":"device","type":"string"},"#
+        .to_string()
+        + V2_FIELD
+        + "]}"
+}
+
+#[test]
+fn job_state_through_the_savepoint_cli_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |p: &str| tmp.path().join(p).display().to_string();
+    ok(
+        "stream-join",
+        &[
+            "gen",
+            "--impressions",
+            "30000",
+            "--seed",
+            "5",
+            "--out",
+            &t("in"),
+        ],
+    );
+    let imps = t("in/impressions.csv");
+    let plays = t("in/plays.csv");
+
+    // Crash part way so the job's checkpoints hold buffered state.
+    let job = |out: &str, ck: &str, extra: &[&str]| {
+        let mut a = vec![
+            "run",
+            "--impressions",
+            &imps,
+            "--plays",
+            &plays,
+            "--output",
+            out,
+            "--checkpoints",
+            ck,
+            "--checkpoint-interval-events",
+            "5000",
+        ];
+        a.extend_from_slice(extra);
+        run("stream-join", &a)
+    };
+    // Checkpoints complete asynchronously: crash later until one has.
+    let mut complete = false;
+    for stop in ["12000", "20000", "28000", "34000"] {
+        let crashed = job(&t("out"), &t("ck"), &["--stop-after-events", stop]);
+        assert_eq!(
+            crashed.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        let ls: serde_json::Value =
+            serde_json::from_str(&ok("savepoint", &["ls", &t("ck"), "--output", "json"])).unwrap();
+        complete = ls["checkpoints"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["complete"] == true));
+        if complete {
+            break;
+        }
+    }
+    assert!(
+        complete,
+        "no checkpoint completed before the simulated crashes"
+    );
+    let inspect = ok("savepoint", &["inspect", &t("ck"), "--output", "json"]);
+    assert!(
+        inspect.contains("impressions") && inspect.contains("plays"),
+        "{inspect}"
+    );
+
+    ok(
+        "savepoint",
+        &[
+            "create",
+            &t("ck"),
+            "--checkpoint",
+            "latest",
+            "--to",
+            &t("sp1"),
+        ],
+    );
+    ok("savepoint", &["verify", &t("sp1")]);
+    let dump = ok(
+        "savepoint",
+        &["dump", &t("sp1"), "--state", "impressions", "--limit", "3"],
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(dump.lines().next().expect("an entry")).unwrap();
+    assert!(first["value"]["impression_id"].is_i64(), "{first}");
+
+    // Migrate the buffered impressions to v2 and resume the job from it.
+    std::fs::write(tmp.path().join("v2.avsc"), impression_v2()).unwrap();
+    ok(
+        "savepoint",
+        &[
+            "migrate",
+            &t("sp1"),
+            "--state",
+            "impressions",
+            "--schema",
+            &t("v2.avsc"),
+            "--to",
+            &t("sp2"),
+        ],
+    );
+    let migrated = ok(
+        "savepoint",
+        &["dump", &t("sp2"), "--state", "impressions", "--limit", "1"],
+    );
+    let entry: serde_json::Value = serde_json::from_str(migrated.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["value"]["page"], "home", "{entry}");
+
+    // Restore for instance 1 of 2: only its key groups.
+    ok(
+        "savepoint",
+        &[
+            "restore",
+            &t("sp2"),
+            "--to",
+            &t("restored"),
+            "--parallelism",
+            "2",
+            "--index",
+            "1",
+        ],
+    );
+    assert!(tmp.path().join("restored/CURRENT").exists());
+
+    let resumed = job(
+        &t("out"),
+        &t("ck2"),
+        &[
+            "--from-savepoint",
+            &t("sp2"),
+            "--impression-schema",
+            &t("v2.avsc"),
+        ],
+    );
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&resumed.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        summary["events_before_restore"].as_u64() > Some(0),
+        "{summary}"
+    );
+
+    let validate = run(
+        "stream-join",
+        &[
+            "validate",
+            "--impressions",
+            &imps,
+            "--plays",
+            &plays,
+            "--output",
+            &t("out"),
+        ],
+    );
+    assert!(
+        validate.status.success(),
+        "output after the migrated savepoint equals the batch join: {}",
+        String::from_utf8_lossy(&validate.stdout)
+    );
+}
