@@ -14,4 +14,6 @@ echo "test: S3-compatible server at $S3_TEST_ENDPOINT"
 
 # One profile (release) for everything: RocksDB's C++ is compiled once.
 cargo build --release --workspace --all-targets
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace --no-fail-fast

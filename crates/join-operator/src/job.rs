@@ -788,7 +788,7 @@ impl Coordinator<'_> {
                 self.workers.route(arrival, max_parallelism, watermark)?;
             }
             self.events_since_checkpoint += 1;
-            if n % ROUTE_BATCH as u64 == 0 {
+            if n.is_multiple_of(ROUTE_BATCH as u64) {
                 self.tick(&sources, watermark)?;
                 if STOP.load(Ordering::Relaxed) {
                     eprintln!("stream-join: stop requested: taking a final checkpoint");

@@ -182,7 +182,7 @@ fn raw_puts(
         value.resize(40, (n & 0xff) as u8);
         batch.put(&key, &value);
         n += 1;
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             db.write_opt(std::mem::take(&mut batch), &wo)?;
         }
     }
