@@ -3,7 +3,9 @@
 
 use std::path::{Path as FsPath, PathBuf};
 
-use futures::{StreamExt, TryStreamExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
 
 use crate::download::{self, Expected, Sink};
 use crate::error::{CheckpointError, ErrorKind};
@@ -52,22 +54,46 @@ impl JobStore {
         old_dir: &FsPath,
         tmp: &FsPath,
     ) -> Result<(), CheckpointError> {
-        futures::stream::iter(manifest.files.iter())
-            .map(|f| async move {
-                let dest = tmp.join(&f.name);
-                if reuse_local(&old_dir.join(&f.name), &dest, f).await? {
-                    return Ok(());
-                }
-                with_retry(
-                    &self.opts.retry,
-                    |e: &CheckpointError| e.kind() == ErrorKind::Retryable,
-                    || self.download_file(manifest.id, f, &dest),
-                )
-                .await
-            })
-            .buffer_unordered(self.opts.download_parallelism.max(1))
-            .try_collect::<()>()
-            .await
+        // After the first error no new file starts, but files in flight
+        // run to the end: their blocking writes must not recreate files in
+        // `tmp` while the caller removes it.
+        let failed = AtomicBool::new(false);
+        let failed = &failed;
+        let results: Vec<Result<(), CheckpointError>> =
+            futures::stream::iter(manifest.files.iter())
+                .map(|f| async move {
+                    if failed.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    let result = self.fill_one(manifest.id, f, old_dir, tmp).await;
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })
+                .buffer_unordered(self.opts.download_parallelism.max(1))
+                .collect()
+                .await;
+        results.into_iter().collect()
+    }
+
+    async fn fill_one(
+        &self,
+        id: u64,
+        f: &ManifestFile,
+        old_dir: &FsPath,
+        tmp: &FsPath,
+    ) -> Result<(), CheckpointError> {
+        let dest = tmp.join(&f.name);
+        if reuse_local(&old_dir.join(&f.name), &dest, f).await? {
+            return Ok(());
+        }
+        with_retry(
+            &self.opts.retry,
+            |e: &CheckpointError| e.kind() == ErrorKind::Retryable,
+            || self.download_file(id, f, &dest),
+        )
+        .await
     }
 
     async fn download_file(
