@@ -181,6 +181,10 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
         &plan.job_url,
         JobStoreOptions {
             retain: 3,
+            // Restoring from a local folder hard-links the SSTs instead of
+            // copying them: RocksDB never writes into an SST, it only reads
+            // and deletes them, so the stored objects stay intact.
+            link_local_objects: true,
             ..JobStoreOptions::default()
         },
     )?;
