@@ -171,7 +171,6 @@ impl Checkpointer {
         };
         let sync_pause = started.elapsed();
         self.next_sequence += 1;
-        self.in_flight += 1;
         let writer = self.writer.clone();
         let tx = self.tx.clone();
         let runtime = self.runtime.clone();
@@ -195,6 +194,7 @@ impl Checkpointer {
                 });
             })
             .map_err(StateError::io("starting the upload thread"))?;
+        self.in_flight += 1;
         Ok(Some(TriggeredCheckpoint {
             sequence,
             sync_pause,
