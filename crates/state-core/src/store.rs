@@ -621,6 +621,10 @@ fn column_family_options(
     o.set_write_buffer_size(t.write_buffer_bytes);
     o.set_max_write_buffer_number(t.max_write_buffers);
     o.set_target_file_size_base(t.target_file_size_bytes);
+    o.set_level_zero_file_num_compaction_trigger(t.l0_compaction_trigger);
+    // Keep writes flowing while L0 holds more files than the trigger.
+    o.set_level_zero_slowdown_writes_trigger(t.l0_compaction_trigger.max(4) * 5);
+    o.set_level_zero_stop_writes_trigger(t.l0_compaction_trigger.max(4) * 9);
     o.set_compression_type(DBCompressionType::Zstd);
     o.set_compression_options(-14, t.zstd_level, 0, 0);
     let mut table = BlockBasedOptions::default();

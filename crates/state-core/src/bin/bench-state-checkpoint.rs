@@ -94,6 +94,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(4_000_000);
+    let rounds: u64 = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(12);
+    let mut tuning = RocksTuning::default();
+    if let Some(t) = std::env::var("L0_TRIGGER")
+        .ok()
+        .and_then(|t| t.parse().ok())
+    {
+        tuning.l0_compaction_trigger = t;
+    }
+    println!(
+        "L0 compaction trigger {} (env L0_TRIGGER), {rounds} incremental checkpoints (env ROUNDS)",
+        tuning.l0_compaction_trigger
+    );
     let tmp = tempfile::tempdir_in(args.next().unwrap_or_else(|| "/var/tmp".into()))?;
     let root = tmp.path();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -136,7 +151,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ratios = Vec::new();
     let (mut sum_changed, mut sum_uploaded) = (0u64, 0u64);
     let mut first_upload = (0u64, 0f64);
-    for round in 0..6 {
+    for round in 0..=rounds {
         if round > 0 {
             // 2% overwritten, 1% new, 0.5% deleted.
             let mut batch = StateBatch::new(&store);
