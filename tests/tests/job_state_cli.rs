@@ -221,3 +221,98 @@ fn job_state_through_the_savepoint_cli_and_back() {
         String::from_utf8_lossy(&validate.stdout)
     );
 }
+
+#[test]
+fn claim_rolls_the_job_back_to_a_past_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |p: &str| tmp.path().join(p).display().to_string();
+    ok(
+        "stream-join",
+        &[
+            "gen",
+            "--impressions",
+            "20000",
+            "--seed",
+            "9",
+            "--out",
+            &t("in"),
+        ],
+    );
+    let (imps, plays) = (t("in/impressions.csv"), t("in/plays.csv"));
+    let run_job = || {
+        run(
+            "stream-join",
+            &[
+                "run",
+                "--impressions",
+                &imps,
+                "--plays",
+                &plays,
+                "--output",
+                &t("out"),
+                "--checkpoints",
+                &t("ck"),
+                "--checkpoint-interval-events",
+                "4000",
+            ],
+        )
+    };
+    assert!(run_job().status.success());
+    let ls: serde_json::Value =
+        serde_json::from_str(&ok("savepoint", &["ls", &t("ck"), "--output", "json"])).unwrap();
+    let complete: Vec<u64> = ls["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["complete"] == true)
+        .filter_map(|c| c["id"].as_u64())
+        .collect();
+    assert!(complete.len() >= 2, "{ls}");
+    let past = complete[0];
+
+    let claimed = ok(
+        "savepoint",
+        &[
+            "restore",
+            &t("ck"),
+            "--checkpoint",
+            &past.to_string(),
+            "--to",
+            &t("state"),
+            "--claim",
+            "--output",
+            "json",
+        ],
+    );
+    let claimed: serde_json::Value = serde_json::from_str(&claimed).unwrap();
+    let new_id = claimed["from"]["claimed_as"].as_u64().expect("claimed_as");
+    assert!(new_id > *complete.last().unwrap(), "{claimed}");
+
+    // The job's next run resumes from the claimed copy of the past checkpoint.
+    let rerun = run_job();
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&rerun.stdout)
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["restored_from"], new_id, "{summary}");
+    assert!(
+        summary["events"].as_u64() > Some(0),
+        "events after the past checkpoint are read again: {summary}"
+    );
+
+    // A savepoint is never claimed.
+    ok("savepoint", &["create", &t("ck"), "--to", &t("sp")]);
+    let refused = run(
+        "savepoint",
+        &["restore", &t("sp"), "--to", &t("state2"), "--claim"],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+}

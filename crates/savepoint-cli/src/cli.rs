@@ -167,7 +167,8 @@ savepoint compact /data/savepoints/sp1 --to /data/savepoints/sp1-small --drop-ex
     #[command(
         after_help = "With --parallelism P --index I only instance I's key groups are kept.\n\nExamples:\n  \
 savepoint restore /data/jobs/join --checkpoint 41 --to /var/lib/join/state\n  \
-savepoint restore /data/savepoints/sp1 --to /var/lib/join/state-3 --parallelism 4 --index 3"
+savepoint restore /data/savepoints/sp1 --to /var/lib/join/state-3 --parallelism 4 --index 3\n  \
+savepoint restore /data/jobs/join --checkpoint 41 --to /tmp/state-41 --claim   # roll the job back to 41"
     )]
     Restore {
         src: String,
@@ -179,6 +180,13 @@ savepoint restore /data/savepoints/sp1 --to /var/lib/join/state-3 --parallelism 
         parallelism: Option<u16>,
         #[arg(long, requires = "parallelism")]
         index: Option<u16>,
+        /// Claim the checkpoint for its job (Flink's CLAIM mode): commit it again
+        /// as the job's newest checkpoint under a new epoch, fencing a writer
+        /// still running, so that rerunning the job resumes from it. Without
+        /// it the job's checkpoints are not touched. Output the job committed
+        /// after that checkpoint stays where it is.
+        #[arg(long)]
+        claim: bool,
     },
 
     /// Split a savepoint into P key-group ranges; --max-parallelism changes the key-group count.

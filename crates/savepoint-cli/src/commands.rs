@@ -8,7 +8,7 @@ use crate::schema_cmd::OutputFormat;
 use serde_json::{json, Value as Json};
 use state_core::checkpoint::{io_runtime, open_job, states_from_manifest};
 use state_core::savepoint::{self as sp, Entry, EntryValue, Savepoint, SourceKind, WriteOptions};
-use state_core::{JobStoreOptions, KeyGroupRange, StoreOptions};
+use state_core::{JobStore, JobStoreOptions, KeyGroupRange, StoreOptions};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -213,7 +213,13 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome, CmdError> {
             to,
             parallelism,
             index,
-        } => restore(resolve(&src, &checkpoint)?, &to, parallelism.zip(index)),
+            claim,
+        } => restore(
+            resolve(&src, &checkpoint)?,
+            &to,
+            parallelism.zip(index),
+            claim,
+        ),
         Command::Rescale {
             src,
             checkpoint,
@@ -731,8 +737,16 @@ fn compact(ctx: &Ctx, src: Src, to: &str, at: Option<i64>) -> Result<Outcome, Cm
     Ok(written("compacted", to, &meta))
 }
 
-fn restore(src: Src, to: &Path, instance: Option<(u16, u16)>) -> Result<Outcome, CmdError> {
+fn restore(
+    src: Src,
+    to: &Path,
+    instance: Option<(u16, u16)>,
+    claim: bool,
+) -> Result<Outcome, CmdError> {
     let rt = io_runtime()?;
+    if claim && matches!(src, Src::Savepoint(_)) {
+        return Err("--claim takes a job's checkpoint; a savepoint belongs to its user and is never claimed".into());
+    }
     let (max_p, range, kind) = match &src {
         Src::Savepoint(url) => {
             let s = Savepoint::open(rt.clone(), url)?;
@@ -776,7 +790,11 @@ fn restore(src: Src, to: &Path, instance: Option<(u16, u16)>) -> Result<Outcome,
         Src::Checkpoint { job, id } => {
             let store = open_job(&rt, &job, JobStoreOptions::default())?;
             let (s, m) = state_core::restore(&rt, &store, id, to, opts)?;
-            (s, json!({"job": sp::redact(&job), "checkpoint": m.id}))
+            let mut from = json!({"job": sp::redact(&job), "checkpoint": m.id});
+            if claim {
+                from["claimed_as"] = json!(claim_checkpoint(&rt, &store, m.id)?);
+            }
+            (s, from)
         }
     };
     let states: Vec<String> = store
@@ -785,14 +803,35 @@ fn restore(src: Src, to: &Path, instance: Option<(u16, u16)>) -> Result<Outcome,
         .map(|s| s.descriptor.name.clone())
         .collect();
     drop(store);
-    let table = format!(
+    let mut table = format!(
         "restored {kind} into {} (key groups {range}, max parallelism {max_p}; states: {})\n",
         to.display(),
         states.join(", ")
     );
+    if let Some(id) = from.get("claimed_as") {
+        table.push_str(&format!(
+            "claimed: checkpoint {} is now the job's newest checkpoint ({id}) under a new epoch; a writer still running is fenced, and the job's next run resumes from it\n",
+            from["checkpoint"]
+        ));
+    }
     let j = json!({"restored": to.display().to_string(), "from": from, "key_group_range": [range.start, range.end],
         "max_parallelism": max_p, "states": states});
     Ok(Outcome::ok(j, table))
+}
+
+/// Claim mode: commits checkpoint `id` again as the job's newest checkpoint
+/// under a new epoch. Claiming the epoch fences any writer still running;
+/// shared files are content-addressed, so only the small private files are
+/// written again. Nothing is deleted: retention and GC then treat the files
+/// as the job's own. Returns the new checkpoint's id.
+fn claim_checkpoint(
+    rt: &tokio::runtime::Runtime,
+    job: &JobStore,
+    id: u64,
+) -> Result<u64, CmdError> {
+    let writer = rt.block_on(job.claim_epoch())?;
+    let manifest = rt.block_on(writer.adopt(job, id, None))?;
+    Ok(manifest.id)
 }
 
 // ------------------------------------------------------------------ verify / diff / gc
