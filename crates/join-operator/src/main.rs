@@ -93,7 +93,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("stream-join: {message}");
+    eprintln!("stream-join: {}", one_line(&message.to_string()));
     ExitCode::from(2)
 }
 
@@ -104,7 +104,7 @@ fn run(args: &RunArgs) -> ExitCode {
             0
         }
         Err(e) => {
-            eprintln!("stream-join: {e}");
+            eprintln!("stream-join: {}", one_line(&e.to_string()));
             2
         }
     };
@@ -178,4 +178,10 @@ fn validate_output(args: &ValidateArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Errors are one line, even when a store's error embeds a multi-line body
+/// (S3 XML).
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }

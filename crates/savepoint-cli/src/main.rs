@@ -19,7 +19,9 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            // One line, even when a store's error embeds a multi-line body
+            // (S3 XML); -v prints the chain in full.
+            eprintln!("error: {}", one_line(&e.to_string()));
             if verbose > 0 {
                 let mut source = e.source();
                 while let Some(s) = source {
@@ -51,4 +53,9 @@ fn run(cli: Cli) -> Result<i32, commands::CmdError> {
         }
     }
     Ok(outcome.code)
+}
+
+/// Collapses runs of whitespace (newlines included) into single spaces.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
