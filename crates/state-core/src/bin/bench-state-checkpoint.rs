@@ -5,6 +5,9 @@
 //!
 //! `cargo run --release -p state-core --bin bench-state-checkpoint [-- ENTRIES [DIR]]`
 //! (default 4 000 000 entries of ~230 bytes, DIR a temporary folder).
+//! Env: ROUNDS (incremental checkpoints, 12), L0_TRIGGER (RocksDB L0
+//! compaction trigger), MULTIPART_THRESHOLD (bytes above which SSTs are
+//! uploaded in parts; 16 MiB).
 
 use rand::{Rng, SeedableRng};
 use state_core::checkpoint::{io_runtime, open_job};
@@ -145,7 +148,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = open_job(
         &rt,
         job_dir.to_str().ok_or("path")?,
-        JobStoreOptions::default(),
+        JobStoreOptions {
+            multipart_threshold: std::env::var("MULTIPART_THRESHOLD")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(JobStoreOptions::default().multipart_threshold),
+            ..JobStoreOptions::default()
+        },
     )?;
     let mut cp = Checkpointer::start(rt.clone(), job.clone(), root.join("staging"))?;
 
