@@ -38,6 +38,21 @@ fn ok(name: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Ids of the complete checkpoints of a job, as `savepoint ls` reports them.
+fn complete_checkpoints(job: &str) -> Vec<u64> {
+    let ls: serde_json::Value =
+        serde_json::from_str(&ok("savepoint", &["ls", job, "--output", "json"])).unwrap();
+    ls["checkpoints"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|c| c["complete"] == true)
+                .filter_map(|c| c["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 const V2_FIELD: &str = r#"{"name":"page","type":"string","default":"home"}"#;
 
 fn impression_v2() -> String {
@@ -99,11 +114,7 @@ fn job_state_through_the_savepoint_cli_and_back() {
             "{}",
             String::from_utf8_lossy(&crashed.stderr)
         );
-        let ls: serde_json::Value =
-            serde_json::from_str(&ok("savepoint", &["ls", &t("ck"), "--output", "json"])).unwrap();
-        complete = ls["checkpoints"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["complete"] == true));
+        complete = !complete_checkpoints(&t("ck")).is_empty();
         if complete {
             break;
         }
@@ -258,16 +269,8 @@ fn claim_rolls_the_job_back_to_a_past_checkpoint() {
         )
     };
     assert!(run_job().status.success());
-    let ls: serde_json::Value =
-        serde_json::from_str(&ok("savepoint", &["ls", &t("ck"), "--output", "json"])).unwrap();
-    let complete: Vec<u64> = ls["checkpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["complete"] == true)
-        .filter_map(|c| c["id"].as_u64())
-        .collect();
-    assert!(complete.len() >= 2, "{ls}");
+    let complete = complete_checkpoints(&t("ck"));
+    assert!(complete.len() >= 2, "{complete:?}");
     let past = complete[0];
 
     let claimed = ok(

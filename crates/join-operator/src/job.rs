@@ -217,11 +217,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     let (store, resumed) = match (start_id, &args.from_savepoint) {
         (None, Some(url)) => {
             let (store, sp) = state_core::savepoint::restore_into(url, &state_dir, store_opts)?;
-            let meta: JobCheckpoint =
-                serde_json::from_value(sp.user.clone()).map_err(|e| JobError::CheckpointMeta {
-                    id: 0,
-                    reason: format!("savepoint {url}: job metadata does not parse: {e}"),
-                })?;
+            let meta = job_metadata(&sp.user, 0, &format!("savepoint {url}"))?;
             (store, Some((0, meta)))
         }
         (Some(id), from_savepoint) => {
@@ -235,13 +231,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
             }
             let (store, manifest) =
                 state_core::restore(&runtime, &job, Some(id), &state_dir, store_opts)?;
-            let meta: JobCheckpoint =
-                serde_json::from_value(manifest.user.clone()).map_err(|e| {
-                    JobError::CheckpointMeta {
-                        id: manifest.id,
-                        reason: format!("job metadata does not parse: {e}"),
-                    }
-                })?;
+            let meta = job_metadata(&manifest.user, manifest.id, "checkpoint")?;
             (store, Some((manifest.id, meta)))
         }
         (None, None) => (StateStore::open(&state_dir, store_opts)?, None),
@@ -323,6 +313,18 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     summary.peak_rss_mib = peak_rss_mib();
     summary.state_bytes = store.approximate_size();
     Ok(summary)
+}
+
+/// The job's metadata recorded with a checkpoint or savepoint.
+fn job_metadata(
+    user: &serde_json::Value,
+    id: u64,
+    source: &str,
+) -> Result<JobCheckpoint, JobError> {
+    serde_json::from_value(user.clone()).map_err(|e| JobError::CheckpointMeta {
+        id,
+        reason: format!("{source}: job metadata does not parse: {e}"),
+    })
 }
 
 /// Validated numbers and names derived from the arguments.
@@ -436,12 +438,7 @@ fn impression_schema(args: &RunArgs) -> Result<AvroSchema, JobError> {
         if !issues.is_empty() {
             let reasons: Vec<String> = issues
                 .iter()
-                .map(|i| {
-                    match state_core::schema::field_names(schema.json(), &i.incompatibility.path) {
-                        Some(field) => format!("field '{field}': {i}"),
-                        None => i.to_string(),
-                    }
-                })
+                .map(|i| state_core::schema::with_field(schema.json(), &i.incompatibility.path, i))
                 .collect();
             return Err(JobError::Schema(format!(
                 "subject {} refuses this impression schema: {}",
@@ -672,15 +669,9 @@ impl Workers {
             .map_err(|_| JobError::WorkerLost(w))
     }
 
-    fn route(
-        &mut self,
-        arrival: Arrival,
-        max_parallelism: u16,
-        watermark: i64,
-    ) -> Result<(), JobError> {
-        let key = arrival_key(&arrival);
-        let kg = state_core::key_group_of(&key, max_parallelism);
-        let w = usize::from(self.route[usize::from(kg)]);
+    /// Queues `arrival` for the worker that owns its key group.
+    fn route(&mut self, arrival: Arrival, key_group: u16, watermark: i64) -> Result<(), JobError> {
+        let w = usize::from(self.route[usize::from(key_group)]);
         self.batches[w].push(arrival);
         if self.batches[w].len() >= ROUTE_BATCH {
             let batch = std::mem::replace(&mut self.batches[w], Vec::with_capacity(ROUTE_BATCH));
@@ -789,7 +780,7 @@ impl Coordinator<'_> {
             n += 1;
             self.events_routed = n;
             if self.plan.key_groups.contains(kg) {
-                self.workers.route(arrival, max_parallelism, watermark)?;
+                self.workers.route(arrival, kg, watermark)?;
             }
             self.events_since_checkpoint += 1;
             if n.is_multiple_of(ROUTE_BATCH as u64) {

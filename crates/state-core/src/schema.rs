@@ -146,10 +146,7 @@ fn compile_resolver(
             writer_version: version,
             reasons: problems
                 .iter()
-                .map(|p| match field_names(reader.json(), &p.path) {
-                    Some(field) => format!("field '{field}': {p}"),
-                    None => p.to_string(),
-                })
+                .map(|p| with_field(reader.json(), &p.path, p))
                 .collect(),
         });
     }
@@ -162,9 +159,17 @@ fn compile_resolver(
     Ok((!resolver.is_identity()).then_some(resolver))
 }
 
+/// `message`, prefixed with the field that `path` names in the schema.
+pub fn with_field(schema_json: &str, path: &str, message: impl std::fmt::Display) -> String {
+    match field_names(schema_json, path) {
+        Some(field) => format!("field '{field}': {message}"),
+        None => message.to_string(),
+    }
+}
+
 /// The dotted field names a schema path (`/fields/3/type/fields/0`) goes
 /// through, so a refusal names `ts_ms`, not only `/fields/3`.
-pub fn field_names(schema_json: &str, path: &str) -> Option<String> {
+fn field_names(schema_json: &str, path: &str) -> Option<String> {
     let mut node: serde_json::Value = serde_json::from_str(schema_json).ok()?;
     let mut names = Vec::new();
     let mut segments = path.split('/').filter(|s| !s.is_empty()).peekable();

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use join_operator::event::{Event, Impression, Play};
 use join_operator::gen::{self, GenConfig, Size};
+use join_operator::job::peak_rss_mib;
 use join_operator::oracle::{self, OracleConfig};
 use join_operator::source::{CsvSource, MergeOffsets, MergedSources, Source, Watermarks};
 
@@ -50,15 +51,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(args)
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn count_lines(path: &Path) -> std::io::Result<(u64, u64)> {

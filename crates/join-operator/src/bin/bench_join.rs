@@ -13,15 +13,12 @@
 //! `cargo run --release -p join-operator --bin bench-join -- [--size small|medium] [--seed S] [--dir DIR]`
 
 use join_operator::gen::{self, GenConfig, Size};
+use join_operator::job::cpu_seconds;
 use join_operator::operator::key_bytes;
 use join_operator::source::{Arrived, MergeOffsets, MergedSources, Watermarks};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn cpu_seconds() -> f64 {
-    join_operator::job::cpu_seconds()
-}
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
