@@ -1,13 +1,18 @@
-//! Checkpoint upload/restore throughput against plain baselines measured in
-//! the same run, incremental bytes, peak RSS.
+//! Checkpoint upload and restore throughput against plain baselines measured
+//! in the same run, incremental bytes, peak RSS.
 //!
-//! `bench-checkpoint [total_mib=1024] [file_kib=1024] [work_dir] [rounds=3]`
+//! `bench-checkpoint [total_mib=1024] [file_mib=64] [work_dir=/var/tmp/bench-checkpoint-<pid>] [rounds=3]`
 //!
-//! Restore is measured in `rounds` interleaved rounds (the order of the
-//! variants rotates each round) and reported as medians: on a shared
-//! machine one write-heavy phase slows the next (ext4 writeback, inode
-//! allocation after mass deletes), which a single ordered run mistakes for
-//! a property of the code.
+//! The state is `total_mib` of shared files of `file_mib` each plus a few
+//! small shared files (1 MiB) and the private RocksDB files. Upload is
+//! compared with (a) a sequential `std::fs::copy` of the files into another
+//! folder and (b) plain `object_store` puts (read whole file + `put`, same
+//! parallelism) into a `LocalFileSystem`; restore with the same two
+//! baselines in the other direction, with and without an fsync of every
+//! file. Every variant runs once per round, the order rotating each round,
+//! and medians are reported: on a shared machine one write-heavy phase
+//! slows the next (ext4 writeback, inode allocation after mass deletes),
+//! which a single ordered run mistakes for a property of the code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,130 +20,343 @@ use std::time::Instant;
 
 use checkpoint_store::metrics::MetricsStore;
 use checkpoint_store::object_store::local::LocalFileSystem;
-use checkpoint_store::object_store::memory::InMemory;
 use checkpoint_store::object_store::path::Path as ObjPath;
 use checkpoint_store::object_store::{ObjectStore, PutPayload};
-use checkpoint_store::{CheckpointMeta, JobStore, JobStoreOptions, LocalFile};
+use checkpoint_store::{CheckpointMeta, FileKind, JobStore, JobStoreOptions, LocalFile};
 use futures::{StreamExt, TryStreamExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const PARALLELISM: usize = 8;
+/// Small shared files next to the large ones (1 MiB each).
+const SMALL_FILES: usize = 8;
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
-    let total_mib: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1024);
-    let file_kib: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1024);
-    let work = match args.get(3).filter(|s| !s.is_empty() && *s != "-") {
+    let arg = |i: usize| args.get(i).filter(|s| !s.is_empty() && *s != "-");
+    let total_mib: usize = arg(1).map(|s| s.parse()).transpose()?.unwrap_or(1024);
+    let file_mib: usize = arg(2).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let work = match arg(3) {
         Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir().join(format!("bench-checkpoint-{}", std::process::id())),
+        None => PathBuf::from("/var/tmp").join(format!("bench-checkpoint-{}", std::process::id())),
     };
-    let rounds: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let rounds: usize = arg(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = run(&work, total_mib, file_kib, rounds.max(1)).await;
+    let result = run(&work, total_mib, file_mib.max(1), rounds.max(1)).await;
     let _ = std::fs::remove_dir_all(&work);
     result?;
-    println!("peak RSS: {} MiB", peak_rss_kib() / 1024);
+    println!("peak RSS (VmHWM): {} MiB", peak_rss_kib() / 1024);
     Ok(())
 }
 
 async fn run(
     work: &Path,
     total_mib: usize,
-    file_kib: usize,
+    file_mib: usize,
     rounds: usize,
 ) -> Result<(), BoxError> {
-    let n_files = total_mib * 1024 / file_kib;
+    let n_large = (total_mib / file_mib).max(1);
     let state = work.join("state");
-    let files = write_state(&state, n_files, file_kib * 1024, 0)?;
-    let total_bytes: u64 = dir_bytes(&state, &files)?;
+    let files = write_state(&state, n_large, file_mib << 20)?;
+    let total_bytes = dir_bytes(&state, &files)?;
     println!(
-        "state: {} shared files x {} KiB + {} private, {:.1} MiB",
-        n_files,
-        file_kib,
-        files.len() - n_files,
-        total_bytes as f64 / (1 << 20) as f64
+        "state: {n_large} shared files x {file_mib} MiB + {SMALL_FILES} x 1 MiB + {} private, {:.1} MiB, {rounds} rounds, parallelism {PARALLELISM}",
+        files.iter().filter(|f| f.kind == FileKind::Private).count(),
+        mib(total_bytes)
     );
+    let opts = JobStoreOptions {
+        gc_after_commit: false,
+        upload_parallelism: PARALLELISM,
+        download_parallelism: PARALLELISM,
+        ..Default::default()
+    };
 
-    // Baseline 1: plain sequential std::fs::copy.
-    let copy_dir = work.join("copy");
-    settle();
-    let t = Instant::now();
-    std::fs::create_dir_all(&copy_dir)?;
-    for f in &files {
-        std::fs::copy(state.join(&f.name), copy_dir.join(&f.name))?;
+    let mut table = Table::new(&UPLOADS, rounds);
+    for round in 0..rounds {
+        for v in table.order(round) {
+            let dir = work.join("upload-target");
+            std::fs::create_dir_all(&dir)?;
+            settle();
+            let (wall, cpu) = upload_variant(v, &state, &files, &dir, &opts).await?;
+            table.push(v, wall, cpu);
+            settle();
+            std::fs::remove_dir_all(&dir)?;
+        }
     }
-    let fs_copy = t.elapsed().as_secs_f64();
-    std::fs::remove_dir_all(&copy_dir)?;
+    table.print("upload", total_bytes, &[Variant::Copy, Variant::PlainPut]);
 
-    for kind in ["local", "memory"] {
-        let store_root = work.join(format!("store-{kind}"));
-        let make = |sub: &str| -> Result<Arc<dyn ObjectStore>, BoxError> {
-            Ok(match kind {
-                "local" => {
-                    let d = store_root.join(sub);
-                    std::fs::create_dir_all(&d)?;
-                    Arc::new(LocalFileSystem::new_with_prefix(d)?)
-                }
-                _ => Arc::new(InMemory::new()),
-            })
+    // The store restored from: a checkpoint in a local folder, and the same
+    // files put plainly (the plain get / copy baselines read those).
+    let store_dir = work.join("store");
+    let job = JobStore::open(path_str(&store_dir)?, opts.clone()).await?;
+    let writer = job.claim_epoch().await?;
+    let m1 = writer.commit_checkpoint(&state, &files, meta()).await?;
+    let plain_dir = work.join("plain");
+    std::fs::create_dir_all(&plain_dir)?;
+    let plain: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&plain_dir)?);
+    plain_put(&plain, &state, &files).await?;
+
+    let mut table = Table::new(&RESTORES, rounds);
+    for round in 0..rounds {
+        for v in table.order(round) {
+            let dir = work.join("restore-target");
+            settle();
+            let (cpu0, t) = (cpu_seconds(), Instant::now());
+            restore_variant(v, &plain, &plain_dir, &job, m1.id, &dir, &files).await?;
+            table.push(v, t.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+            // Written back before the delete: deleting dirty files is cheap,
+            // deleting written ones is not (and slows the next phase), so
+            // every phase starts after the same kind of delete.
+            settle();
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+    table.print("restore", total_bytes, &[Variant::Copy, Variant::PlainGet]);
+    table.print_fsync(total_bytes);
+
+    // Second checkpoint: most files kept (hard links), one large file new.
+    let next = work.join("state2");
+    let (files2, new_bytes) = next_state(&state, &next, &files, n_large, file_mib << 20)?;
+    let t = Instant::now();
+    let m2 = writer.commit_checkpoint(&next, &files2, meta()).await?;
+    println!(
+        "incremental: {:.1} MiB new, {:.1} MiB uploaded (ratio {:.3}) in {:.2} s",
+        mib(new_bytes),
+        mib(m2.uploaded_bytes),
+        m2.uploaded_bytes as f64 / new_bytes as f64,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One measured way of moving the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// Sequential `std::fs::copy` of every file.
+    Copy,
+    /// The same, with `sync_data` of every file and an fsync of the folder.
+    CopyFsync,
+    /// Whole-file read + `put` (upload) or `get` + write (restore).
+    PlainPut,
+    PlainGet,
+    PlainGetFsync,
+    /// `commit_checkpoint` into a local-folder store opened by path.
+    Upload,
+    /// `commit_checkpoint` through the generic `ObjectStore` path (the
+    /// same folder behind a wrapper, as for S3 or fault injection).
+    UploadObjectStore,
+    Restore,
+    RestoreFsync,
+    RestoreLink,
+}
+
+const UPLOADS: [Variant; 4] = [
+    Variant::Copy,
+    Variant::PlainPut,
+    Variant::Upload,
+    Variant::UploadObjectStore,
+];
+
+const RESTORES: [Variant; 7] = [
+    Variant::Copy,
+    Variant::PlainGet,
+    Variant::Restore,
+    Variant::CopyFsync,
+    Variant::PlainGetFsync,
+    Variant::RestoreFsync,
+    Variant::RestoreLink,
+];
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match self {
+            Variant::Copy => "std::fs::copy",
+            Variant::CopyFsync => "std::fs::copy + fsync",
+            Variant::PlainPut => "plain object_store put",
+            Variant::PlainGet => "plain object_store get",
+            Variant::PlainGetFsync => "plain get + fsync",
+            Variant::Upload => "checkpoint (local folder)",
+            Variant::UploadObjectStore => "checkpoint (ObjectStore path)",
+            Variant::Restore => "restore",
+            Variant::RestoreFsync => "restore (fsync_restore, default)",
+            Variant::RestoreLink => "restore (link_local_objects)",
+        }
+    }
+}
+
+/// Wall and CPU seconds of every round of every variant.
+struct Table {
+    variants: Vec<Variant>,
+    times: Vec<Vec<(f64, f64)>>,
+}
+
+impl Table {
+    fn new(variants: &[Variant], rounds: usize) -> Self {
+        Self {
+            variants: variants.to_vec(),
+            times: vec![Vec::with_capacity(rounds); variants.len()],
+        }
+    }
+
+    /// The variants in the order of `round` (rotated).
+    fn order(&self, round: usize) -> Vec<Variant> {
+        let n = self.variants.len();
+        (0..n).map(|k| self.variants[(k + round) % n]).collect()
+    }
+
+    fn push(&mut self, v: Variant, wall: f64, cpu: f64) {
+        if let Some(i) = self.variants.iter().position(|x| *x == v) {
+            self.times[i].push((wall, cpu));
+        }
+    }
+
+    /// Median (wall, cpu) seconds of `v`.
+    fn median(&self, v: Variant) -> Option<(f64, f64)> {
+        let i = self.variants.iter().position(|x| *x == v)?;
+        let mut w: Vec<f64> = self.times[i].iter().map(|t| t.0).collect();
+        let mut c: Vec<f64> = self.times[i].iter().map(|t| t.1).collect();
+        w.sort_by(f64::total_cmp);
+        c.sort_by(f64::total_cmp);
+        Some((*w.get(w.len() / 2)?, *c.get(c.len() / 2)?))
+    }
+
+    fn line(&self, phase: &str, v: Variant, total: u64, bases: &[Variant]) {
+        let (Some((wall, cpu)), Some(i)) =
+            (self.median(v), self.variants.iter().position(|x| *x == v))
+        else {
+            return;
         };
-        println!("\n== {kind} store ==");
-        // Baseline 2: plain object_store puts of the same files, same parallelism.
-        let plain = make("plain")?;
-        settle();
-        let t = Instant::now();
-        plain_put(&plain, &state, &files).await?;
-        let put_s = t.elapsed().as_secs_f64();
-
-        let metrics = MetricsStore::new(make("job")?);
-        let counters = metrics.counters();
-        let opts = JobStoreOptions {
-            gc_after_commit: false,
-            fsync_restore: false,
-            upload_parallelism: PARALLELISM,
-            download_parallelism: PARALLELISM,
-            ..Default::default()
-        };
-        let job = JobStore::from_store(Arc::new(metrics), ObjPath::from("job"), opts);
-        let writer = job.claim_epoch().await?;
-        settle();
-        let t = Instant::now();
-        let m1 = writer.commit_checkpoint(&state, &files, meta()).await?;
-        let up_s = t.elapsed().as_secs_f64();
-        let mbps = |s: f64| total_bytes as f64 / (1 << 20) as f64 / s;
+        let mut ratios = String::new();
+        for &b in bases.iter().filter(|b| **b != v) {
+            if let Some((bw, _)) = self.median(b) {
+                ratios.push_str(&format!(" | vs {}: {:.2}", b.label(), bw / wall));
+            }
+        }
+        let all: Vec<String> = self.times[i]
+            .iter()
+            .map(|t| format!("{:.0}", mib(total) / t.0))
+            .collect();
         println!(
-            "upload:  checkpoint {:.0} MiB/s | fs::copy {:.0} MiB/s (ratio {:.2}) | plain put {:.0} MiB/s (ratio {:.2})",
-            mbps(up_s),
-            mbps(fs_copy),
-            fs_copy / up_s,
-            mbps(put_s),
-            put_s / up_s
+            "{phase:<8} {:<32} {:>6.0} MiB/s cpu {:>5.2} s{ratios}  [rounds: {}]",
+            v.label(),
+            mib(total) / wall,
+            cpu,
+            all.join(" ")
         );
+    }
 
-        restore_rounds(work, kind, &plain, &job, m1.id, &files, total_bytes, rounds).await?;
-        drop(plain);
+    fn print(&self, phase: &str, total: u64, bases: &[Variant]) {
+        for &v in &self.variants {
+            if ![
+                Variant::CopyFsync,
+                Variant::PlainGetFsync,
+                Variant::RestoreFsync,
+            ]
+            .contains(&v)
+            {
+                self.line(phase, v, total, bases);
+            }
+        }
+    }
 
-        // Second checkpoint: 95% of the files kept (hard links), 5% new.
-        let next = work.join(format!("state2-{kind}"));
-        let (files2, new_bytes) = next_state(&state, &next, &files, n_files, file_kib * 1024)?;
-        let before = counters.snapshot();
-        let t = Instant::now();
-        let m2 = writer.commit_checkpoint(&next, &files2, meta()).await?;
-        let inc_s = t.elapsed().as_secs_f64();
-        let uploaded = counters.snapshot().since(&before).put_bytes;
-        println!(
-            "incremental: {:.1} MiB new, {:.1} MiB uploaded (ratio {:.3}; manifest says {:.1} MiB) in {:.2} s",
-            new_bytes as f64 / (1 << 20) as f64,
-            uploaded as f64 / (1 << 20) as f64,
-            uploaded as f64 / new_bytes as f64,
-            m2.uploaded_bytes as f64 / (1 << 20) as f64,
-            inc_s
-        );
-        std::fs::remove_dir_all(&next)?;
-        let _ = std::fs::remove_dir_all(&store_root);
+    fn print_fsync(&self, total: u64) {
+        let bases = [Variant::CopyFsync, Variant::PlainGetFsync];
+        for v in [
+            Variant::CopyFsync,
+            Variant::PlainGetFsync,
+            Variant::RestoreFsync,
+        ] {
+            self.line("restore", v, total, &bases);
+        }
+    }
+}
+
+/// Returns (wall, cpu) seconds of one upload into the empty folder `dir`.
+async fn upload_variant(
+    v: Variant,
+    state: &Path,
+    files: &[LocalFile],
+    dir: &Path,
+    opts: &JobStoreOptions,
+) -> Result<(f64, f64), BoxError> {
+    let job = match v {
+        Variant::Upload => Some(JobStore::open(path_str(dir)?, opts.clone()).await?),
+        Variant::UploadObjectStore => {
+            let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
+            let wrapped = Arc::new(MetricsStore::new(local));
+            Some(JobStore::from_store(
+                wrapped,
+                ObjPath::default(),
+                opts.clone(),
+            ))
+        }
+        _ => None,
+    };
+    let writer = match &job {
+        Some(job) => Some(job.claim_epoch().await?),
+        None => None,
+    };
+    let (cpu0, t) = (cpu_seconds(), Instant::now());
+    match (v, writer) {
+        (Variant::Copy, _) => copy_files(state, dir, files, false)?,
+        (Variant::PlainPut, _) => {
+            let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
+            plain_put(&store, state, files).await?;
+        }
+        (_, Some(writer)) => {
+            writer.commit_checkpoint(state, files, meta()).await?;
+        }
+        (v, None) => return Err(format!("{v:?} is not an upload").into()),
+    }
+    Ok((t.elapsed().as_secs_f64(), cpu_seconds() - cpu0))
+}
+
+async fn restore_variant(
+    v: Variant,
+    plain: &Arc<dyn ObjectStore>,
+    plain_dir: &Path,
+    job: &JobStore,
+    id: u64,
+    dir: &Path,
+    files: &[LocalFile],
+) -> Result<(), BoxError> {
+    match v {
+        Variant::Copy | Variant::CopyFsync => {
+            std::fs::create_dir_all(dir)?;
+            copy_files(plain_dir, dir, files, v == Variant::CopyFsync)
+        }
+        Variant::PlainGet => plain_get(plain, dir, files, false).await,
+        Variant::PlainGetFsync => {
+            plain_get(plain, dir, files, true).await?;
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(())
+        }
+        Variant::Restore | Variant::RestoreFsync | Variant::RestoreLink => {
+            let opts = JobStoreOptions {
+                fsync_restore: v == Variant::RestoreFsync,
+                link_local_objects: v == Variant::RestoreLink,
+                ..job.options().clone()
+            };
+            let job = JobStore::from_store(Arc::clone(job.store()), job.prefix().clone(), opts);
+            job.restore(id, dir).await?;
+            Ok(())
+        }
+        v => Err(format!("{v:?} is not a restore").into()),
+    }
+}
+
+fn copy_files(from: &Path, to: &Path, files: &[LocalFile], fsync: bool) -> Result<(), BoxError> {
+    for f in files {
+        let dest = to.join(&f.name);
+        std::fs::copy(from.join(&f.name), &dest)?;
+        if fsync {
+            std::fs::File::open(&dest)?.sync_data()?;
+        }
+    }
+    if fsync {
+        std::fs::File::open(to)?.sync_all()?;
     }
     Ok(())
 }
@@ -163,6 +381,15 @@ fn meta() -> CheckpointMeta {
     }
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+fn path_str(p: &Path) -> Result<&str, BoxError> {
+    p.to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", p.display()).into())
+}
+
 fn fill(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
@@ -176,17 +403,13 @@ fn fill(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-fn write_state(
-    dir: &Path,
-    n: usize,
-    size: usize,
-    seed_base: u64,
-) -> Result<Vec<LocalFile>, BoxError> {
+fn write_state(dir: &Path, n: usize, size: usize) -> Result<Vec<LocalFile>, BoxError> {
     std::fs::create_dir_all(dir)?;
     let mut files = Vec::new();
-    for i in 0..n {
-        let name = format!("{:06}.sst", i as u64 + seed_base);
-        std::fs::write(dir.join(&name), fill(i as u64 + seed_base + 1, size))?;
+    for i in 0..n + SMALL_FILES {
+        let name = format!("{i:06}.sst");
+        let len = if i < n { size } else { 1 << 20 };
+        std::fs::write(dir.join(&name), fill(i as u64 + 1, len))?;
         files.push(LocalFile::shared(name));
     }
     for name in ["CURRENT", "MANIFEST-000001", "OPTIONS-000002"] {
@@ -196,6 +419,8 @@ fn write_state(
     Ok(files)
 }
 
+/// A next local checkpoint: the first large file dropped (compacted away),
+/// one new large file, the others hard links, new private files.
 fn next_state(
     from: &Path,
     dir: &Path,
@@ -204,25 +429,18 @@ fn next_state(
     size: usize,
 ) -> Result<(Vec<LocalFile>, u64), BoxError> {
     std::fs::create_dir_all(dir)?;
-    let drop = (n / 20).max(1);
     let mut out = Vec::new();
-    for f in files.iter().skip(drop) {
-        if f.kind == checkpoint_store::FileKind::Shared {
+    for f in files.iter().skip(1) {
+        if f.kind == FileKind::Shared {
             std::fs::hard_link(from.join(&f.name), dir.join(&f.name))?;
             out.push(f.clone());
         }
     }
-    let mut new_bytes = 0;
-    for i in 0..drop {
-        let name = format!("{:06}.sst", n + i);
-        std::fs::write(dir.join(&name), fill((n + i) as u64 + 1_000_000, size))?;
-        new_bytes += size as u64;
-        out.push(LocalFile::shared(name));
-    }
-    for f in files
-        .iter()
-        .filter(|f| f.kind == checkpoint_store::FileKind::Private)
-    {
+    let name = format!("{:06}.sst", n + SMALL_FILES);
+    std::fs::write(dir.join(&name), fill(1_000_000, size))?;
+    let mut new_bytes = size as u64;
+    out.push(LocalFile::shared(name));
+    for f in files.iter().filter(|f| f.kind == FileKind::Private) {
         let body = format!("{} after compaction\n", f.name).repeat(200);
         new_bytes += body.len() as u64;
         std::fs::write(dir.join(&f.name), body)?;
@@ -286,137 +504,6 @@ async fn plain_get(
         .buffer_unordered(PARALLELISM)
         .try_collect::<()>()
         .await
-}
-
-/// How one round restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Variant {
-    PlainGet,
-    PlainGetFsync,
-    Restore,
-    RestoreFsync,
-    RestoreLink,
-}
-
-impl Variant {
-    fn label(self) -> &'static str {
-        match self {
-            Variant::PlainGet => "plain get",
-            Variant::PlainGetFsync => "plain get + fsync",
-            Variant::Restore => "restore",
-            Variant::RestoreFsync => "restore fsync_restore",
-            Variant::RestoreLink => "restore link_local_objects",
-        }
-    }
-}
-
-/// Restore variants and their baselines in interleaved rounds; prints the
-/// medians and the ratios of each restore to its baseline.
-#[allow(clippy::too_many_arguments)]
-async fn restore_rounds(
-    work: &Path,
-    kind: &str,
-    plain: &Arc<dyn ObjectStore>,
-    job: &JobStore,
-    id: u64,
-    files: &[LocalFile],
-    total_bytes: u64,
-    rounds: usize,
-) -> Result<(), BoxError> {
-    let mut variants = vec![
-        Variant::PlainGet,
-        Variant::Restore,
-        Variant::PlainGetFsync,
-        Variant::RestoreFsync,
-    ];
-    if kind == "local" {
-        variants.push(Variant::RestoreLink);
-    }
-    let mut times: Vec<Vec<(f64, f64)>> = vec![Vec::new(); variants.len()];
-    for round in 0..rounds {
-        for k in 0..variants.len() {
-            let i = (k + round) % variants.len();
-            let dir = work.join(format!("restore-{kind}"));
-            settle();
-            let (cpu0, t) = (cpu_seconds(), Instant::now());
-            run_variant(variants[i], plain, job, id, &dir, files).await?;
-            let wall = t.elapsed().as_secs_f64();
-            times[i].push((wall, cpu_seconds() - cpu0));
-            // Written back before the delete: deleting dirty files is cheap,
-            // deleting written ones is not (and slows the next phase), so
-            // every phase starts after the same kind of delete.
-            settle();
-            std::fs::remove_dir_all(&dir)?;
-        }
-    }
-    let mib = total_bytes as f64 / (1 << 20) as f64;
-    let median = |i: usize| {
-        let mut w: Vec<f64> = times[i].iter().map(|t| t.0).collect();
-        let mut c: Vec<f64> = times[i].iter().map(|t| t.1).collect();
-        w.sort_by(f64::total_cmp);
-        c.sort_by(f64::total_cmp);
-        (w[w.len() / 2], c[c.len() / 2])
-    };
-    let index = |v: Variant| variants.iter().position(|x| *x == v).unwrap_or(0);
-    for (i, v) in variants.iter().enumerate() {
-        let (wall, cpu) = median(i);
-        let base = match v {
-            Variant::PlainGet | Variant::PlainGetFsync => None,
-            Variant::Restore | Variant::RestoreLink => Some(Variant::PlainGet),
-            Variant::RestoreFsync => Some(Variant::PlainGetFsync),
-        };
-        let ratio = base
-            .map(|b| {
-                let (bw, bc) = median(index(b));
-                format!(
-                    " | vs {}: {:.2} (cpu {:.2})",
-                    b.label(),
-                    bw / wall,
-                    bc / cpu.max(1e-9)
-                )
-            })
-            .unwrap_or_default();
-        let all: Vec<String> = times[i]
-            .iter()
-            .map(|t| format!("{:.0}", mib / t.0))
-            .collect();
-        println!(
-            "restore: {:<27} {:>6.0} MiB/s cpu {:>5.2} s{ratio}  [rounds: {}]",
-            v.label(),
-            mib / wall,
-            cpu,
-            all.join(" ")
-        );
-    }
-    Ok(())
-}
-
-async fn run_variant(
-    v: Variant,
-    plain: &Arc<dyn ObjectStore>,
-    job: &JobStore,
-    id: u64,
-    dir: &Path,
-    files: &[LocalFile],
-) -> Result<(), BoxError> {
-    match v {
-        Variant::PlainGet => plain_get(plain, dir, files, false).await,
-        Variant::PlainGetFsync => {
-            plain_get(plain, dir, files, true).await?;
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(())
-        }
-        Variant::Restore | Variant::RestoreFsync | Variant::RestoreLink => {
-            let opts = JobStoreOptions {
-                fsync_restore: v == Variant::RestoreFsync,
-                link_local_objects: v == Variant::RestoreLink,
-                ..job.options().clone()
-            };
-            let job = JobStore::from_store(Arc::clone(job.store()), job.prefix().clone(), opts);
-            job.restore(id, dir).await?;
-            Ok(())
-        }
-    }
 }
 
 /// User + system CPU seconds of this process so far (all threads).
