@@ -17,7 +17,7 @@ use crate::manifest::{
     FileKind, Manifest, ManifestFile, Record, FORMAT_VERSION,
 };
 use crate::retry::with_retry;
-use crate::transfer;
+use crate::transfer::{self, FileVersion, LocalFolder};
 
 /// A file of the local checkpoint directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +62,7 @@ pub struct CheckpointMeta {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FileKey {
     name: String,
-    size: u64,
-    mtime_ns: i128,
-    inode: u64,
+    version: FileVersion,
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +105,9 @@ pub struct Writer {
     job: JobStore,
     epoch: u64,
     state: Mutex<WriterState>,
+    /// Set on a bare local-folder store: shared files are copied by the
+    /// kernel instead of being put through the `ObjectStore` API.
+    local: Option<LocalFolder>,
 }
 
 /// Result of uploading one file.
@@ -157,6 +158,8 @@ impl JobStore {
                 created_ms: now_ms(),
             });
             if self.create_record(fence_id, &fence).await? {
+                let local =
+                    LocalFolder::detect(&self.store, &self.prefix, &manifest_key(fence_id)).await;
                 let writer = Writer {
                     job: self.clone(),
                     epoch,
@@ -164,6 +167,7 @@ impl JobStore {
                         next_id: fence_id + 1,
                         ..Default::default()
                     }),
+                    local,
                 };
                 writer.load_recent(&ids).await?;
                 tracing::info!(epoch, fence_id, "claimed checkpoint epoch");
@@ -361,13 +365,18 @@ impl Writer {
         let cached = state.hash_cache.get(&key).cloned();
         let small = size <= self.job.opts.multipart_threshold;
         let mut bytes_written = 0;
-        let (checksum, size) = match cached {
-            Some(c) if state.known.contains_key(&c) => (c, size),
-            Some(c) if !small => {
+        let (checksum, size) = match (cached, &self.local) {
+            (Some(c), _) if state.known.contains_key(&c) => (c, size),
+            (cached, Some(local)) => {
+                let (c, size, written) = copy_local(local, path, &key, cached, state).await?;
+                bytes_written = written;
+                (c, size)
+            }
+            (Some(c), None) if !small => {
                 bytes_written = self.put_large(path, &c).await?;
                 (c, size)
             }
-            _ if small => {
+            (_, None) if small => {
                 let bytes = transfer::read_file(path).await?;
                 let checksum = transfer::hash_bytes(&bytes);
                 let size = bytes.len() as u64;
@@ -581,22 +590,32 @@ fn check_files(files: &[LocalFile]) -> Result<(), CheckpointError> {
     Ok(())
 }
 
+/// The local-folder path: hash (unless cached), then copy if no
+/// retained checkpoint has the content. Returns (checksum, size, bytes
+/// written).
+async fn copy_local(
+    local: &LocalFolder,
+    path: &FsPath,
+    key: &FileKey,
+    cached: Option<String>,
+    state: &WriterState,
+) -> Result<(String, u64, u64), CheckpointError> {
+    let (checksum, size) = match cached {
+        Some(c) => (c, key.version.size),
+        None => transfer::hash_file(path).await?,
+    };
+    if state.known.contains_key(&checksum) {
+        return Ok((checksum, size, 0));
+    }
+    let dest = local.object_path(&shared_key(&checksum));
+    let written = transfer::copy_create(path, dest, &checksum, &key.version).await?;
+    Ok((checksum, size, written))
+}
+
 fn file_key(name: &str, meta: &std::fs::Metadata) -> FileKey {
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(-1);
     FileKey {
         name: name.to_string(),
-        size: meta.len(),
-        mtime_ns,
-        inode,
+        version: FileVersion::of(meta),
     }
 }
 
