@@ -67,6 +67,12 @@ pub struct RunArgs {
     /// event-time expiry dropped by compaction (fewer writes).
     #[arg(long, value_enum, default_value = "timers")]
     pub cleanup: crate::operator::Cleanup,
+    /// Memory for the join window kept in front of RocksDB: events that
+    /// expire between two checkpoints never reach RocksDB; at a checkpoint
+    /// the live ones are written; past this budget the window is written out
+    /// and read back per key. 0: every event goes through RocksDB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub window_memory_mb: usize,
     /// When the job stops gracefully (end of input, or SIGTERM/SIGINT), write
     /// a savepoint of its final state here (a folder or object-store URL).
     #[arg(long, value_name = "URL")]
@@ -74,6 +80,10 @@ pub struct RunArgs {
     /// Testing: exit abruptly after N events, as if crashed, committing nothing.
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after_events: Option<u64>,
+    /// Testing: exit abruptly as soon as this run's Nth checkpoint is
+    /// committed, before its output files are published.
+    #[arg(long, value_name = "N", hide = true)]
+    pub stop_after_checkpoints: Option<u64>,
 }
 
 use crate::event::{CsvRecord, JoinedRow, LateEvent};
@@ -117,6 +127,10 @@ pub struct RunSummary {
     pub uploaded_bytes: u64,
     pub timers_fired: u64,
     pub entries_dropped: u64,
+    /// See [`OperatorStats`].
+    pub window_spills: u64,
+    pub keys_loaded: u64,
+    pub entries_persisted: u64,
     /// Stopped by SIGTERM/SIGINT before the end of input (after a final
     /// checkpoint): rerun to continue.
     pub stopped: bool,
@@ -201,6 +215,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     let cfg = JoinConfig {
         allowed_lateness_ms: args.allowed_lateness_ms,
         cleanup: args.cleanup,
+        window_bytes: args.window_memory_mb << 20,
         ..JoinConfig::default()
     };
     let store_opts = StoreOptions::new(operator::descriptors(impression_schema.json(), &cfg))
@@ -249,6 +264,10 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
         &late_dir,
         resumed.as_ref().map(|(_, m)| m),
     )?;
+    // Every buffered event in the restored state was seen by the sources.
+    let restored_max_ts = resumed
+        .as_ref()
+        .and_then(|(_, m)| m.watermarks.max_impression_ts.max(m.watermarks.max_play_ts));
     let (offsets, watermarks, before) = match &resumed {
         Some((_, m)) => (
             m.offsets,
@@ -263,7 +282,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     };
     let sources = MergedSources::open_csv(&args.impressions, &args.plays, offsets, watermarks)?;
 
-    let workers = spawn_workers(&store, &plan, cfg, sinks)?;
+    let workers = spawn_workers(&store, &plan, cfg, sinks, restored_max_ts)?;
     let highest = highest_part_id(&args.output).max(highest_part_id(&late_dir));
     let name_offset = (highest + 1).saturating_sub(checkpointer.next_checkpoint_id()?);
     let mut coordinator = Coordinator {
@@ -552,6 +571,7 @@ fn spawn_workers(
     plan: &Plan,
     cfg: JoinConfig,
     sinks: Vec<WorkerSinks>,
+    restored_max_ts: Option<i64>,
 ) -> Result<Workers, JobError> {
     let (reply_tx, replies) = mpsc::channel();
     let mut route = vec![0u16; usize::from(plan.max_parallelism)];
@@ -566,7 +586,10 @@ fn spawn_workers(
         for kg in range.iter() {
             route[usize::from(kg)] = w as u16;
         }
-        let op = JoinOperator::new(store, *range, cfg)?;
+        let mut op = JoinOperator::new(store, *range, cfg)?;
+        if let Some(ts) = restored_max_ts {
+            op.store_holds_events_up_to(ts);
+        }
         let (tx, rx) = mpsc::sync_channel::<Command>(64);
         let reply = reply_tx.clone();
         let clock = EventClock {
@@ -632,7 +655,7 @@ fn worker_loop(
         while let Ok(cmd) = rx.recv() {
             match cmd {
                 Command::Events(batch, watermark) => {
-                    for a in &batch {
+                    for a in batch {
                         op.process(a, &mut sinks).map_err(|e| e.to_string())?;
                     }
                     op.flush().map_err(|e| e.to_string())?;
@@ -640,6 +663,7 @@ fn worker_loop(
                     clock.processed(watermark);
                 }
                 Command::Barrier(id) => {
+                    op.persist().map_err(|e| e.to_string())?;
                     let rows = sinks.rows.pre_commit(id).map_err(|e| e.to_string())?;
                     let late = sinks.late.pre_commit(id).map_err(|e| e.to_string())?;
                     let _ = reply.send(Reply::Barrier(w, Box::new((rows, late)), op.stats()));
@@ -928,6 +952,13 @@ impl Coordinator<'_> {
         match done.result {
             Ok(manifest) => {
                 self.summary.checkpoints += 1;
+                if Some(self.summary.checkpoints) == self.args.stop_after_checkpoints {
+                    eprintln!(
+                        "stream-join: stopping abruptly after checkpoint {} (--stop-after-checkpoints)",
+                        manifest.id
+                    );
+                    exit_now(3);
+                }
                 self.summary.uploaded_bytes += manifest.uploaded_bytes;
                 self.progress.last_checkpoint = Some((manifest.id, manifest.uploaded_bytes));
                 self.last_committed = Some((manifest.id, pending.meta.clone()));
@@ -960,6 +991,9 @@ impl Coordinator<'_> {
                     self.summary.late_events += stats.late_events;
                     self.summary.timers_fired += stats.timers_fired;
                     self.summary.entries_dropped += stats.entries_dropped;
+                    self.summary.window_spills += stats.window_spills;
+                    self.summary.keys_loaded += stats.keys_loaded;
+                    self.summary.entries_persisted += stats.entries_persisted;
                 }
                 Reply::Barrier(w, ..) | Reply::Failed(w, _) => return Err(JobError::WorkerLost(w)),
             }

@@ -32,6 +32,30 @@ fn seed() -> u64 {
 
 #[test]
 fn killed_at_random_moments_commits_exactly_the_batch_join() {
+    crash_rounds(&[], MIN_CRASHES);
+}
+
+/// A window far smaller than the join's state: written out whole again and
+/// again, keys read back from RocksDB, and restores that start with an
+/// unknown window.
+#[test]
+fn killed_at_random_moments_with_a_window_that_spills() {
+    let summary = crash_rounds(&["--window-memory-mb", "1"], 8);
+    assert!(summary["window_spills"].as_u64() > Some(0), "{summary}");
+    assert!(summary["keys_loaded"].as_u64() > Some(0), "{summary}");
+}
+
+/// Every event through RocksDB: probes are range scans, cleanup by timers.
+#[test]
+fn killed_at_random_moments_with_every_event_in_rocksdb() {
+    let summary = crash_rounds(&["--window-memory-mb", "0"], 8);
+    assert_eq!(summary["entries_persisted"].as_u64(), Some(0), "{summary}");
+    assert!(summary["timers_fired"].as_u64() > Some(0), "{summary}");
+}
+
+/// Kills the job at random moments until `min_crashes` happened, each round
+/// rerun to the end; returns the summary of the uninterrupted reference run.
+fn crash_rounds(extra: &[&str], min_crashes: usize) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
     let input = gen(&tmp.path().join("in"), 7, IMPRESSIONS, 0.0);
     let oracle = input.oracle(0);
@@ -46,7 +70,8 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
         &tmp.path().join("ref-out"),
         tmp.path().join("ref-ckpt").to_str().unwrap(),
     )
-    .args(&["--checkpoint-interval-events", &INTERVAL.to_string()]);
+    .args(&["--checkpoint-interval-events", &INTERVAL.to_string()])
+    .args(extra);
     let started = Instant::now();
     let summary = reference.run_ok();
     let full = started.elapsed();
@@ -58,10 +83,10 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
     eprintln!("seed {seed} (E2E_SEED), uninterrupted run {full:?}, {events} events");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut crashes = 0;
-    let mut kinds = [0usize; 4];
+    let mut kinds = [0usize; 5];
     let mut interrupted: HashSet<(usize, String)> = HashSet::new();
     let mut round = 0;
-    while crashes < MIN_CRASHES {
+    while crashes < min_crashes || kinds.contains(&0) {
         round += 1;
         let ckpt = tmp.path().join(format!("ckpt-{round}"));
         let job = Job::new(
@@ -69,7 +94,8 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
             &tmp.path().join(format!("out-{round}")),
             ckpt.to_str().unwrap(),
         )
-        .args(&["--checkpoint-interval-events", &INTERVAL.to_string()]);
+        .args(&["--checkpoint-interval-events", &INTERVAL.to_string()])
+        .args(extra);
         let mut committed_before = 0;
         let mut attempts = 0;
         let last = loop {
@@ -78,7 +104,7 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
                 attempts <= MAX_ATTEMPTS,
                 "round {round}: no run finished in {MAX_ATTEMPTS} attempts"
             );
-            let (kind, crash) = match rng.gen_range(0..4) {
+            let (kind, crash) = match rng.gen_range(0..5) {
                 // Right after a checkpoint was triggered: its upload runs.
                 0 => (0, Crash::StopAfter(INTERVAL * rng.gen_range(1..=3))),
                 1 => (1, Crash::StopAfter(rng.gen_range(1..events / 5))),
@@ -86,7 +112,9 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
                 2 => (2, Crash::KillAfter(full.mul_f64(rng.gen_range(0.0..0.4)))),
                 // As soon as a checkpoint is complete, before or while its
                 // output files are published.
-                _ => (3, Crash::AfterNextCheckpoint),
+                3 => (3, Crash::AfterNextCheckpoint),
+                // Right after a commit, before any output is published.
+                _ => (4, Crash::AfterCommit(rng.gen_range(1..=3))),
             };
             match job.attempt(crash) {
                 Outcome::Crashed => {
@@ -126,11 +154,13 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
     }
     eprintln!(
         "{crashes} crashes in {round} round(s): {} right after a checkpoint trigger, {} after N events, \
-         {} SIGKILL after a delay, {} SIGKILL once a checkpoint completed; {} left an upload visibly unfinished",
+         {} SIGKILL after a delay, {} SIGKILL once a checkpoint completed, {} exit right after a commit; \
+         {} left an upload visibly unfinished",
         kinds[0],
         kinds[1],
         kinds[2],
         kinds[3],
+        kinds[4],
         interrupted.len()
     );
     let segv = SEGV_AFTER_STOP.load(std::sync::atomic::Ordering::Relaxed);
@@ -141,6 +171,7 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
         );
     }
     assert!(kinds.iter().all(|&k| k > 0), "every kind of crash happened");
+    summary
 }
 
 /// A checkpoint whose upload is in flight when the process dies must not be

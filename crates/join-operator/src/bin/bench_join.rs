@@ -76,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("bench-join: {events} events ({size:?}, seed {seed}), checksum {acc:x}");
     println!(
-        "{:<28} {:>12} {:>14} {:>9} {:>9} {:>10} {:>11} {:>12}",
+        "{:<50} {:>12} {:>14} {:>9} {:>9} {:>10} {:>11} {:>12}",
         "",
         "events/s",
         "events/cpu-s",
@@ -87,11 +87,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "uploaded MiB"
     );
     println!(
-        "{:<28} {:>12.0} {:>14.0} {:>9} {:>9} {:>10} {:>11} {:>12}",
+        "{:<50} {:>12.0} {:>14.0} {:>9} {:>9} {:>10} {:>11} {:>12}",
         "parse + merge + key hash", parse.0, parse.1, "1.00", "-", "-", "-", "-"
     );
     println!(
-        "{:<28} {:>12.0} {:>14.0} {:>9.2} {:>9} {:>10} {:>11} {:>12}",
+        "{:<50} {:>12.0} {:>14.0} {:>9.2} {:>9} {:>10} {:>11} {:>12}",
         "raw RocksDB put per event",
         raw.0,
         raw.1,
@@ -104,7 +104,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let exe = std::env::current_exe()?;
     let job_bin = exe.with_file_name("stream-join");
-    for cleanup in ["timers", "ttl"] {
+    // The previous release (every event through RocksDB) is the last row.
+    let runs: [(&str, &[&str]); 4] = [
+        ("timers", &[]),
+        ("ttl", &[]),
+        ("timers", &["--window-memory-mb", "0"]),
+        ("ttl", &["--window-memory-mb", "0"]),
+    ];
+    for (cleanup, extra) in runs {
         let work = tempfile::tempdir_in("/var/tmp")?;
         let out = Command::new(&job_bin)
             .args(["run", "--impressions"])
@@ -116,6 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg("--checkpoints")
             .arg(work.path().join("checkpoints"))
             .args(["--cleanup", cleanup])
+            .args(extra)
             .output()?;
         if !out.status.success() {
             return Err(format!(
@@ -127,8 +135,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
         println!(
-            "{:<28} {:>12.0} {:>14.0} {:>9.2} {:>9.0} {:>10.1} {:>9.0}ms {:>12.1}",
-            format!("stream-join --cleanup {cleanup}"),
+            "{:<50} {:>12.0} {:>14.0} {:>9.2} {:>9.0} {:>10.1} {:>9.0}ms {:>12.1}",
+            format!("stream-join --cleanup {cleanup} {}", extra.join(" ")),
             f("events_per_second"),
             f("events_per_cpu_second"),
             f("events_per_cpu_second") / parse.1,
@@ -137,7 +145,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             f("max_sync_pause_ms"),
             f("uploaded_bytes") / 1048576.0,
         );
-        println!("    checkpoints {}, rows {}", s["checkpoints"], s["rows"]);
+        println!(
+            "    checkpoints {}, rows {}, window entries persisted {}, spills {}",
+            s["checkpoints"], s["rows"], s["entries_persisted"], s["window_spills"]
+        );
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod schemas;
+pub mod window;
 
 use crate::event::{Impression, JoinedRow, LateEvent, LateReason, Play, Stream, JOIN_WINDOW_MS};
 use crate::source::{Arrival, Arrived};
@@ -15,6 +16,7 @@ use state_core::{
 };
 use std::collections::HashSet;
 use std::ops::Bound;
+use window::Window;
 
 pub const IMPRESSIONS_STATE: &str = "impressions";
 pub const PLAYS_STATE: &str = "plays";
@@ -65,6 +67,9 @@ pub struct JoinConfig {
     /// Most timers fired per call of [`JoinOperator::on_watermark`]: a
     /// watermark jump fires in bounded rounds, never stalling a checkpoint.
     pub timer_batch: usize,
+    /// Memory for the join window held in front of the store (see
+    /// [`window`]); 0 sends every event to RocksDB.
+    pub window_bytes: usize,
 }
 
 impl Default for JoinConfig {
@@ -73,6 +78,7 @@ impl Default for JoinConfig {
             allowed_lateness_ms: 0,
             cleanup: Cleanup::Timers,
             timer_batch: 4096,
+            window_bytes: 256 << 20,
         }
     }
 }
@@ -84,6 +90,12 @@ pub struct OperatorStats {
     pub late_events: u64,
     pub timers_fired: u64,
     pub entries_dropped: u64,
+    /// Times the window outgrew its budget and was written out whole.
+    pub window_spills: u64,
+    /// Keys read from the store into the window (after a restore or a spill).
+    pub keys_loaded: u64,
+    /// Window entries written to the store (at barriers and spills).
+    pub entries_persisted: u64,
 }
 
 /// The states the operator declares, with the impression schema in force.
@@ -142,6 +154,8 @@ pub struct JoinOperator {
     /// Keys written in `batch`: a probe of one of them commits it first, so
     /// reads always see earlier events.
     pending: HashSet<[u8; 16]>,
+    /// The join window in memory, when enabled.
+    window: Option<Window>,
     stats: OperatorStats,
 }
 
@@ -165,9 +179,20 @@ impl JoinOperator {
                 reason,
             }
         })?;
+        let window = if cfg.window_bytes > 0 {
+            let complete_from = if store_is_empty(store, key_groups)? {
+                i64::MIN
+            } else {
+                i64::MAX
+            };
+            Some(Window::new(cfg.window_bytes, complete_from))
+        } else {
+            None
+        };
         Ok(JoinOperator {
             impressions: store.map_state(IMPRESSIONS_STATE, imp_codec)?,
             plays: store.map_state(PLAYS_STATE, play_codec)?,
+            window,
             timers: store.timers_for(key_groups),
             cfg,
             fired: Vec::new(),
@@ -175,6 +200,17 @@ impl JoinOperator {
             pending: HashSet::new(),
             stats: OperatorStats::default(),
         })
+    }
+
+    /// Tells the window that no event in the store is later than `max_ts`
+    /// (the sources' positions of the restored checkpoint), so that once the
+    /// watermark has expired them all, a key the window does not hold needs
+    /// no read of the store.
+    pub fn store_holds_events_up_to(&mut self, max_ts: i64) {
+        let expiry = impression_cleanup(max_ts, self.cfg.allowed_lateness_ms);
+        if let Some(w) = self.window.as_mut() {
+            w.store_expires_by(expiry);
+        }
     }
 
     pub fn stats(&self) -> OperatorStats {
@@ -199,7 +235,7 @@ impl JoinOperator {
     /// Processes one event; its writes are buffered until [`Self::flush`].
     pub fn process(
         &mut self,
-        arrival: &Arrival,
+        arrival: Arrival,
         out: &mut impl Output,
     ) -> Result<(), OperatorError> {
         self.stats.events += 1;
@@ -214,9 +250,11 @@ impl JoinOperator {
             };
             return out.late(&late);
         }
-        match &arrival.event {
-            Arrived::Impression(i) => self.on_impression(i, out),
-            Arrived::Play(p) => self.on_play(p, out),
+        match (arrival.event, self.window.is_some()) {
+            (Arrived::Impression(i), true) => self.window_impression(i, out),
+            (Arrived::Play(p), true) => self.window_play(p, out),
+            (Arrived::Impression(i), false) => self.on_impression(&i, out),
+            (Arrived::Play(p), false) => self.on_play(&p, out),
         }
     }
 
@@ -242,27 +280,7 @@ impl JoinOperator {
             },
         )?;
         result?;
-        let uk = user_key(imp.ts_ms, imp.impression_id);
-        let cleanup = imp
-            .ts_ms
-            .saturating_add(JOIN_WINDOW_MS)
-            .saturating_add(self.cfg.allowed_lateness_ms)
-            .saturating_add(1);
-        match self.cfg.cleanup {
-            Cleanup::Ttl => {
-                self.impressions
-                    .put_expiring_in(&mut self.batch, &key, &uk, imp, cleanup)?
-            }
-            Cleanup::Timers => {
-                self.impressions.put_in(&mut self.batch, &key, &uk, imp)?;
-                self.timers.register_in(
-                    &mut self.batch,
-                    &key,
-                    cleanup,
-                    &payload(SIDE_IMPRESSION, &uk),
-                )?;
-            }
-        }
+        self.writer().impression(&key, imp)?;
         self.pending.insert(key);
         Ok(())
     }
@@ -285,28 +303,127 @@ impl JoinOperator {
             },
         )?;
         result?;
-        let uk = user_key(play.ts_ms, play.play_id);
-        let cleanup = play
-            .ts_ms
-            .saturating_add(self.cfg.allowed_lateness_ms)
-            .saturating_add(1);
-        match self.cfg.cleanup {
-            Cleanup::Ttl => {
-                self.plays
-                    .put_expiring_in(&mut self.batch, &key, &uk, play, cleanup)?
-            }
-            Cleanup::Timers => {
-                self.plays.put_in(&mut self.batch, &key, &uk, play)?;
-                self.timers.register_in(
-                    &mut self.batch,
-                    &key,
-                    cleanup,
-                    &payload(SIDE_PLAY, &uk),
-                )?;
-            }
-        }
+        self.writer().play(&key, play)?;
         self.pending.insert(key);
         Ok(())
+    }
+
+    fn writer(&mut self) -> EntryWriter<'_> {
+        EntryWriter {
+            impressions: &self.impressions,
+            plays: &self.plays,
+            timers: &self.timers,
+            batch: &mut self.batch,
+            cfg: self.cfg,
+        }
+    }
+
+    /// The impression joins the plays of its key in the window; no store
+    /// access unless the key has to be loaded.
+    fn window_impression(
+        &mut self,
+        imp: Impression,
+        out: &mut impl Output,
+    ) -> Result<(), OperatorError> {
+        let key = key_bytes(imp.profile_id, imp.title_id);
+        self.load_key(&key)?;
+        let expires = impression_cleanup(imp.ts_ms, self.cfg.allowed_lateness_ms);
+        let Some(window) = self.window.as_mut() else {
+            return Ok(());
+        };
+        let hi = imp.ts_ms.saturating_add(JOIN_WINDOW_MS);
+        for play in window.plays_between(&key, imp.ts_ms, hi) {
+            self.stats.rows += 1;
+            out.row(&JoinedRow::new(play, &imp))?;
+        }
+        window.add_impression(key, imp, expires);
+        self.spill_if_over_budget()
+    }
+
+    fn window_play(&mut self, play: Play, out: &mut impl Output) -> Result<(), OperatorError> {
+        let key = key_bytes(play.profile_id, play.title_id);
+        self.load_key(&key)?;
+        let expires = play_cleanup(play.ts_ms, self.cfg.allowed_lateness_ms);
+        let Some(window) = self.window.as_mut() else {
+            return Ok(());
+        };
+        let lo = play.ts_ms.saturating_sub(JOIN_WINDOW_MS);
+        for imp in window.impressions_between(&key, lo, play.ts_ms) {
+            self.stats.rows += 1;
+            out.row(&JoinedRow::new(&play, imp))?;
+        }
+        window.add_play(key, play, expires);
+        self.spill_if_over_budget()
+    }
+
+    /// Reads `key`'s buffered events from the store into the window unless
+    /// the window already knows them.
+    fn load_key(&mut self, key: &[u8; 16]) -> Result<(), OperatorError> {
+        if self.window.as_ref().is_none_or(|w| w.knows(key)) {
+            return Ok(());
+        }
+        let lateness = self.cfg.allowed_lateness_ms;
+        let mut imps = Vec::new();
+        self.impressions
+            .for_each_in_range(key, Bound::Unbounded, Bound::Unbounded, |_, i| {
+                let at = impression_cleanup(i.ts_ms, lateness);
+                imps.push((i, at));
+                Ok(true)
+            })?;
+        let mut plays = Vec::new();
+        self.plays
+            .for_each_in_range(key, Bound::Unbounded, Bound::Unbounded, |_, p| {
+                let at = play_cleanup(p.ts_ms, lateness);
+                plays.push((p, at));
+                Ok(true)
+            })?;
+        if let Some(w) = self.window.as_mut() {
+            w.insert_loaded(*key, imps, plays);
+            self.stats.keys_loaded += 1;
+        }
+        Ok(())
+    }
+
+    /// A window past its memory budget goes to the store whole, and keys
+    /// are read back from there as their events come.
+    fn spill_if_over_budget(&mut self) -> Result<(), OperatorError> {
+        if self.window.as_ref().is_some_and(|w| w.over_budget()) {
+            self.persist()?;
+            if let Some(w) = self.window.as_mut() {
+                w.evict_all();
+                self.stats.window_spills += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the window's entries that the store does not hold yet, with
+    /// their cleanup (timer or expiry): called before every checkpoint so
+    /// that the store holds the whole state. Returns how many it wrote.
+    pub fn persist(&mut self) -> Result<usize, OperatorError> {
+        let Some(window) = self.window.as_mut() else {
+            return Ok(0);
+        };
+        let mut writer = EntryWriter {
+            impressions: &self.impressions,
+            plays: &self.plays,
+            timers: &self.timers,
+            batch: &mut self.batch,
+            cfg: self.cfg,
+        };
+        let written = window.persist_with(|key, entry| {
+            match entry {
+                window::Entry::Impression(i) => writer.impression(key, i)?,
+                window::Entry::Play(p) => writer.play(key, p)?,
+            }
+            if writer.batch.len() >= PERSIST_BATCH {
+                writer.batch.commit()?;
+            }
+            Ok::<_, OperatorError>(())
+        })?;
+        self.batch.commit()?;
+        self.stats.entries_persisted += written as u64;
+        Ok(written)
     }
 
     /// Fires up to `timer_batch` due timers. Each expires one buffered
@@ -320,6 +437,9 @@ impl JoinOperator {
             // is pointless: skipping it is what keeps the final checkpoint
             // (and the job's exit) from waiting on millions of timers.
             return Ok(0);
+        }
+        if let Some(window) = self.window.as_mut() {
+            self.stats.entries_dropped += window.expire(watermark) as u64;
         }
         self.flush()?;
         self.fired.clear();
@@ -347,4 +467,78 @@ impl JoinOperator {
         self.stats.timers_fired += n as u64;
         Ok(n)
     }
+}
+
+/// Writes per persisted batch: bounds the memory of a barrier's writes.
+const PERSIST_BATCH: usize = 64 * 1024;
+
+/// The event time at which an impression can no longer match an on-time play.
+fn impression_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
+    ts_ms
+        .saturating_add(JOIN_WINDOW_MS)
+        .saturating_add(allowed_lateness_ms)
+        .saturating_add(1)
+}
+
+/// The event time at which a play can no longer match an on-time impression.
+fn play_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
+    ts_ms.saturating_add(allowed_lateness_ms).saturating_add(1)
+}
+
+/// Buffers one event in the map states with its cleanup (a timer, or an
+/// expiry under `--cleanup ttl`).
+struct EntryWriter<'a> {
+    impressions: &'a MapState<ImpressionCodec>,
+    plays: &'a MapState<PlayCodec>,
+    timers: &'a TimerService,
+    batch: &'a mut StateBatch,
+    cfg: JoinConfig,
+}
+
+impl EntryWriter<'_> {
+    fn impression(&mut self, key: &[u8; 16], imp: &Impression) -> Result<(), OperatorError> {
+        let uk = user_key(imp.ts_ms, imp.impression_id);
+        let cleanup = impression_cleanup(imp.ts_ms, self.cfg.allowed_lateness_ms);
+        match self.cfg.cleanup {
+            Cleanup::Ttl => self
+                .impressions
+                .put_expiring_in(self.batch, key, &uk, imp, cleanup)?,
+            Cleanup::Timers => {
+                self.impressions.put_in(self.batch, key, &uk, imp)?;
+                self.timers.register_in(
+                    self.batch,
+                    key,
+                    cleanup,
+                    &payload(SIDE_IMPRESSION, &uk),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn play(&mut self, key: &[u8; 16], play: &Play) -> Result<(), OperatorError> {
+        let uk = user_key(play.ts_ms, play.play_id);
+        let cleanup = play_cleanup(play.ts_ms, self.cfg.allowed_lateness_ms);
+        match self.cfg.cleanup {
+            Cleanup::Ttl => self
+                .plays
+                .put_expiring_in(self.batch, key, &uk, play, cleanup)?,
+            Cleanup::Timers => {
+                self.plays.put_in(self.batch, key, &uk, play)?;
+                self.timers
+                    .register_in(self.batch, key, cleanup, &payload(SIDE_PLAY, &uk))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the store holds no buffered event of `range` (a fresh job).
+fn store_is_empty(store: &StateStore, range: KeyGroupRange) -> Result<bool, OperatorError> {
+    for state in [IMPRESSIONS_STATE, PLAYS_STATE] {
+        if store.scan(state, range)?.next().is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

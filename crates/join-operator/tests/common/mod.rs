@@ -146,6 +146,10 @@ impl Job {
                 let out = self.output(&["--stop-after-events", &n.to_string()]);
                 outcome(&out, "--stop-after-events")
             }
+            Crash::AfterCommit(n) => {
+                let out = self.output(&["--stop-after-checkpoints", &n.to_string()]);
+                outcome(&out, "--stop-after-checkpoints")
+            }
             Crash::KillAfter(delay) => {
                 let deadline = Instant::now() + delay;
                 kill_when(self.spawn(&[]), || Instant::now() >= deadline)
@@ -191,6 +195,9 @@ impl Job {
 pub enum Crash {
     /// `--stop-after-events N`: exit(3) after N events of this run.
     StopAfter(u64),
+    /// `--stop-after-checkpoints N`: exit(3) once this run's Nth checkpoint
+    /// is committed, before its output is published.
+    AfterCommit(u64),
     /// SIGKILL the process after this wall-clock delay.
     KillAfter(Duration),
     /// SIGKILL the process as soon as a new checkpoint is complete in its

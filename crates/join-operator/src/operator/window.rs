@@ -1,0 +1,514 @@
+//! The join window held in memory, in front of the map states.
+//!
+//! An event lives in the join only until the watermark passes its cleanup
+//! time: 30 minutes of event time for an impression, the out-of-order bound
+//! for a play. On a replay or a busy stream that is a fraction of a second of
+//! wall time, far shorter than a checkpoint interval, so writing every event
+//! to RocksDB, scanning RocksDB for every probe and deleting every event again
+//! does work whose result no checkpoint ever sees. The window keeps the
+//! buffered events of its keys in memory (sorted per key by `(ts, id)`, as
+//! the map states order them) and writes to the store only the entries still
+//! alive at a checkpoint barrier ([`Window::persist_with`]), or all of them
+//! when it outgrows its memory budget and is emptied. The store stays the
+//! state of record: a checkpoint, savepoint or restore sees exactly what the
+//! per-event path would have left there.
+//!
+//! A key missing from the window is a key without useful state once the
+//! window is *complete*: the store held nothing of this instance's key groups
+//! when the window was created, or every entry the store held beyond the
+//! window (restored, or written out when the window outgrew its budget) has
+//! expired by event time since. Expired entries can never match an on-time
+//! event, so the store may still hold them. Until then the caller loads a
+//! missing key from the store first ([`Window::insert_loaded`]).
+
+use crate::event::{Impression, Play};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+
+/// A buffered event: its time and id order entries as the store's user key
+/// `(ts, id)` does.
+pub trait Buffered {
+    fn ts(&self) -> i64;
+    fn id(&self) -> i64;
+    /// Approximate bytes this value holds on the heap besides itself.
+    fn heap_bytes(&self) -> usize {
+        0
+    }
+}
+
+impl Buffered for Impression {
+    fn ts(&self) -> i64 {
+        self.ts_ms
+    }
+    fn id(&self) -> i64 {
+        self.impression_id
+    }
+    fn heap_bytes(&self) -> usize {
+        self.device.capacity()
+    }
+}
+
+impl Buffered for Play {
+    fn ts(&self) -> i64 {
+        self.ts_ms
+    }
+    fn id(&self) -> i64 {
+        self.play_id
+    }
+}
+
+struct Cached<T> {
+    value: T,
+    /// Written to the store (at a barrier, or loaded from it).
+    persisted: bool,
+}
+
+/// The buffered events of one key.
+#[derive(Default)]
+struct Slot {
+    impressions: Vec<Cached<Impression>>,
+    plays: Vec<Cached<Play>>,
+}
+
+impl Slot {
+    fn is_empty(&self) -> bool {
+        self.impressions.is_empty() && self.plays.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Impression,
+    Play,
+}
+
+/// When an entry stops being useful.
+#[derive(Clone, Copy)]
+struct Expiry {
+    at: i64,
+    key: [u8; 16],
+    ts: i64,
+    id: i64,
+}
+
+/// Expiries of one side in arrival order. An entry's expiry is its event
+/// time plus a constant of the side, and arrivals are out of order by at most
+/// the watermark bound, so this queue is nearly sorted: popping from the
+/// front while due is O(1) per entry, where a heap costs a sift of
+/// log(window) cache misses. An entry queued behind a later one is dropped
+/// when that one is, at most the out-of-order bound late, which is harmless:
+/// an expired entry can no longer match anything (see `expire`).
+#[derive(Default)]
+struct ExpiryQueue(VecDeque<Expiry>);
+
+impl ExpiryQueue {
+    fn push(&mut self, e: Expiry) {
+        self.0.push_back(e);
+    }
+
+    fn pop_due(&mut self, watermark: i64) -> Option<Expiry> {
+        if self.0.front()?.at <= watermark {
+            self.0.pop_front()
+        } else {
+            None
+        }
+    }
+}
+
+/// An entry handed to [`Window::persist_with`].
+pub enum Entry<'a> {
+    Impression(&'a Impression),
+    Play(&'a Play),
+}
+
+/// Rough per-entry and per-key costs for the memory budget: the value, the
+/// expiry record, vector and hash-table slack.
+const ENTRY_OVERHEAD: usize = 112;
+const SLOT_OVERHEAD: usize = 96;
+
+pub struct Window {
+    slots: FxHashMap<[u8; 16], Slot>,
+    impression_expiries: ExpiryQueue,
+    play_expiries: ExpiryQueue,
+    /// Entries not yet written to the store.
+    unpersisted: usize,
+    /// The window is complete once the watermark reaches this event time:
+    /// `i64::MIN` from the start, `i64::MAX` while unknown.
+    complete_from: i64,
+    watermark: i64,
+    /// The latest expiry of any entry held (what a spill leaves behind).
+    max_expiry: i64,
+    bytes: usize,
+    budget: usize,
+}
+
+impl Window {
+    /// An empty window, complete once the watermark reaches
+    /// `complete_from`: `i64::MIN` when the store holds nothing of the
+    /// instance's key groups, the latest expiry of what it holds when that is
+    /// known, `i64::MAX` otherwise.
+    pub fn new(budget_bytes: usize, complete_from: i64) -> Self {
+        Window {
+            slots: FxHashMap::default(),
+            impression_expiries: ExpiryQueue::default(),
+            play_expiries: ExpiryQueue::default(),
+            unpersisted: 0,
+            complete_from,
+            watermark: i64::MIN,
+            max_expiry: i64::MIN,
+            bytes: 0,
+            budget: budget_bytes,
+        }
+    }
+
+    /// Whether `key`'s useful entries are all here (possibly none), so that
+    /// the store need not be read for it.
+    pub fn knows(&self, key: &[u8; 16]) -> bool {
+        self.watermark >= self.complete_from || self.slots.contains_key(key)
+    }
+
+    /// Records that everything the store holds beyond the window expires by
+    /// `at` (e.g. from the source positions of the restored checkpoint).
+    pub fn store_expires_by(&mut self, at: i64) {
+        self.complete_from = self.complete_from.min(at);
+    }
+
+    /// Installs the entries of `key` read from the store (persisted already),
+    /// with the times at which each stops being useful.
+    pub fn insert_loaded(
+        &mut self,
+        key: [u8; 16],
+        impressions: Vec<(Impression, i64)>,
+        plays: Vec<(Play, i64)>,
+    ) {
+        let mut slot = Slot::default();
+        for (imp, at) in impressions {
+            self.queue(Side::Impression).push(Expiry {
+                at,
+                key,
+                ts: imp.ts(),
+                id: imp.id(),
+            });
+            self.bytes += ENTRY_OVERHEAD + imp.heap_bytes();
+            slot.impressions.push(Cached {
+                value: imp,
+                persisted: true,
+            });
+        }
+        for (play, at) in plays {
+            self.queue(Side::Play).push(Expiry {
+                at,
+                key,
+                ts: play.ts(),
+                id: play.id(),
+            });
+            self.bytes += ENTRY_OVERHEAD;
+            slot.plays.push(Cached {
+                value: play,
+                persisted: true,
+            });
+        }
+        // The store returns entries in (ts, id) order already. An empty slot
+        // is kept: it says "nothing in the store either" until it expires.
+        self.bytes += SLOT_OVERHEAD;
+        self.slots.insert(key, slot);
+    }
+
+    /// Impressions of `key` with `lo <= ts <= hi`, in `(ts, id)` order.
+    pub fn impressions_between(
+        &self,
+        key: &[u8; 16],
+        lo: i64,
+        hi: i64,
+    ) -> impl Iterator<Item = &Impression> {
+        let list = self.slots.get(key).map_or(&[][..], |s| &s.impressions[..]);
+        between(list, lo, hi)
+    }
+
+    /// Plays of `key` with `lo <= ts <= hi`, in `(ts, id)` order.
+    pub fn plays_between(&self, key: &[u8; 16], lo: i64, hi: i64) -> impl Iterator<Item = &Play> {
+        let list = self.slots.get(key).map_or(&[][..], |s| &s.plays[..]);
+        between(list, lo, hi)
+    }
+
+    pub fn add_impression(&mut self, key: [u8; 16], imp: Impression, expires_at: i64) {
+        self.note_added(key, Side::Impression, imp.ts(), imp.id(), expires_at);
+        self.bytes += imp.heap_bytes();
+        let slot = self.slot_for_insert(key);
+        insert_sorted(&mut slot.impressions, imp);
+    }
+
+    pub fn add_play(&mut self, key: [u8; 16], play: Play, expires_at: i64) {
+        self.note_added(key, Side::Play, play.ts(), play.id(), expires_at);
+        let slot = self.slot_for_insert(key);
+        insert_sorted(&mut slot.plays, play);
+    }
+
+    fn queue(&mut self, side: Side) -> &mut ExpiryQueue {
+        match side {
+            Side::Impression => &mut self.impression_expiries,
+            Side::Play => &mut self.play_expiries,
+        }
+    }
+
+    fn note_added(&mut self, key: [u8; 16], side: Side, ts: i64, id: i64, expires_at: i64) {
+        self.queue(side).push(Expiry {
+            at: expires_at,
+            key,
+            ts,
+            id,
+        });
+        self.max_expiry = self.max_expiry.max(expires_at);
+        self.unpersisted += 1;
+        self.bytes += ENTRY_OVERHEAD;
+    }
+
+    fn slot_for_insert(&mut self, key: [u8; 16]) -> &mut Slot {
+        let bytes = &mut self.bytes;
+        self.slots.entry(key).or_insert_with(|| {
+            *bytes += SLOT_OVERHEAD;
+            Slot::default()
+        })
+    }
+
+    /// Drops every entry whose expiry is at or below `watermark`; returns how
+    /// many. Entries already in the store are left there: the store's own
+    /// cleanup (timers or TTL) removes them, as it would without the window.
+    pub fn expire(&mut self, watermark: i64) -> usize {
+        self.watermark = self.watermark.max(watermark);
+        let mut dropped = 0;
+        for side in [Side::Impression, Side::Play] {
+            while let Some(e) = self.queue(side).pop_due(watermark) {
+                dropped += usize::from(self.remove(side, &e));
+            }
+        }
+        dropped
+    }
+
+    fn remove(&mut self, side: Side, e: &Expiry) -> bool {
+        let Some(slot) = self.slots.get_mut(&e.key) else {
+            return false;
+        };
+        let removed = match side {
+            Side::Impression => remove_entry(&mut slot.impressions, e.ts, e.id),
+            Side::Play => remove_entry(&mut slot.plays, e.ts, e.id),
+        };
+        if slot.is_empty() {
+            self.slots.remove(&e.key);
+            self.bytes = self.bytes.saturating_sub(SLOT_OVERHEAD);
+        }
+        let Some((heap, persisted)) = removed else {
+            return false;
+        };
+        self.bytes = self.bytes.saturating_sub(ENTRY_OVERHEAD + heap);
+        if !persisted {
+            self.unpersisted -= 1;
+        }
+        true
+    }
+
+    /// Hands every entry not yet in the store to `write`, marking it
+    /// persisted once `write` succeeds.
+    pub fn persist_with<E>(
+        &mut self,
+        mut write: impl FnMut(&[u8; 16], Entry<'_>) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut written = 0;
+        if self.unpersisted == 0 {
+            return Ok(0);
+        }
+        for (key, slot) in self.slots.iter_mut() {
+            for c in slot.impressions.iter_mut().filter(|c| !c.persisted) {
+                write(key, Entry::Impression(&c.value))?;
+                c.persisted = true;
+                written += 1;
+                self.unpersisted -= 1;
+            }
+            for c in slot.plays.iter_mut().filter(|c| !c.persisted) {
+                write(key, Entry::Play(&c.value))?;
+                c.persisted = true;
+                written += 1;
+                self.unpersisted -= 1;
+            }
+        }
+        Ok(written)
+    }
+
+    pub fn over_budget(&self) -> bool {
+        self.bytes > self.budget
+    }
+
+    /// Forgets everything; call after [`Self::persist_with`]. From now on a
+    /// missing key must be read from the store.
+    pub fn evict_all(&mut self) {
+        debug_assert_eq!(self.unpersisted, 0, "evicting unpersisted entries");
+        self.slots = FxHashMap::default();
+        self.impression_expiries = ExpiryQueue::default();
+        self.play_expiries = ExpiryQueue::default();
+        self.complete_from = self.complete_from.max(self.max_expiry);
+        self.bytes = 0;
+    }
+
+    pub fn approximate_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn entries(&self) -> usize {
+        self.slots
+            .values()
+            .map(|s| s.impressions.len() + s.plays.len())
+            .sum()
+    }
+}
+
+fn between<T: Buffered>(list: &[Cached<T>], lo: i64, hi: i64) -> impl Iterator<Item = &T> {
+    let start = list.partition_point(|c| c.value.ts() < lo);
+    list[start..]
+        .iter()
+        .take_while(move |c| c.value.ts() <= hi)
+        .map(|c| &c.value)
+}
+
+/// Inserts in `(ts, id)` order; events arrive nearly in time order, so the
+/// search usually ends at the tail.
+fn insert_sorted<T: Buffered>(list: &mut Vec<Cached<T>>, value: T) {
+    if list.len() == list.capacity() && list.len() < 4 {
+        // Most keys hold one or two events: `push` would reserve four.
+        list.reserve_exact(1);
+    }
+    let k = (value.ts(), value.id());
+    let at = if list
+        .last()
+        .is_none_or(|c| (c.value.ts(), c.value.id()) <= k)
+    {
+        list.len()
+    } else {
+        list.partition_point(|c| (c.value.ts(), c.value.id()) < k)
+    };
+    list.insert(
+        at,
+        Cached {
+            value,
+            persisted: false,
+        },
+    );
+}
+
+/// Removes the entry `(ts, id)`; returns its heap bytes and whether it was
+/// persisted, if it was there.
+fn remove_entry<T: Buffered>(list: &mut Vec<Cached<T>>, ts: i64, id: i64) -> Option<(usize, bool)> {
+    let at = list.partition_point(|c| (c.value.ts(), c.value.id()) < (ts, id));
+    let c = list.get(at)?;
+    if (c.value.ts(), c.value.id()) != (ts, id) {
+        return None;
+    }
+    let c = list.remove(at);
+    Some((c.value.heap_bytes(), c.persisted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn imp(id: i64, ts: i64) -> Impression {
+        Impression {
+            impression_id: id,
+            profile_id: 1,
+            title_id: 2,
+            ts_ms: ts,
+            row: 0,
+            rank: 0,
+            device: "tv".into(),
+        }
+    }
+
+    #[test]
+    fn probes_see_entries_in_time_order_and_expiry_drops_them() {
+        let mut w = Window::new(1 << 20, i64::MIN);
+        let k = [1u8; 16];
+        // Arrival order, out of order by up to 100 ms.
+        for (id, ts) in [(1, 100), (3, 300), (2, 200), (4, 200), (5, 900)] {
+            w.add_impression(k, imp(id, ts), ts + 1000);
+        }
+        let ids: Vec<i64> = w
+            .impressions_between(&k, 150, 300)
+            .map(|i| i.impression_id)
+            .collect();
+        assert_eq!(ids, vec![2, 4, 3]);
+        assert_eq!(w.expire(1100), 1, "the first one is due");
+        // 2 and 4 are due at 1200 but queued behind 3 (due at 1300): they go
+        // with it, at most the out-of-order bound late.
+        assert_eq!(w.expire(1200), 0);
+        assert_eq!(w.expire(1300), 3);
+        let left: Vec<i64> = w
+            .impressions_between(&k, i64::MIN, i64::MAX)
+            .map(|i| i.impression_id)
+            .collect();
+        assert_eq!(left, vec![5]);
+        assert!(w.knows(&[9u8; 16]), "a complete window knows every key");
+        assert_eq!(w.expire(1900), 1);
+        assert_eq!(w.entries(), 0);
+        assert_eq!(w.approximate_bytes(), 0, "every byte accounted back");
+    }
+
+    #[test]
+    fn after_a_spill_keys_are_unknown_until_everything_spilled_expired() {
+        let mut w = Window::new(1 << 20, i64::MIN);
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        w.add_impression(a, imp(1, 10), 1010);
+        w.persist_with(|_, _| Ok::<_, ()>(())).unwrap();
+        w.evict_all();
+        assert!(!w.knows(&a) && !w.knows(&b));
+        w.expire(1009);
+        assert!(!w.knows(&b));
+        w.expire(1010);
+        assert!(w.knows(&b), "everything in the store has expired");
+    }
+
+    #[test]
+    fn a_restored_window_is_complete_once_the_restored_events_expired() {
+        let mut w = Window::new(1 << 20, i64::MAX);
+        assert!(!w.knows(&[1u8; 16]));
+        w.store_expires_by(5000);
+        w.expire(4999);
+        assert!(!w.knows(&[1u8; 16]));
+        w.expire(5000);
+        assert!(w.knows(&[1u8; 16]));
+    }
+
+    #[test]
+    fn persist_hands_over_each_entry_once_and_eviction_makes_keys_unknown() {
+        let mut w = Window::new(1 << 20, i64::MIN);
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        w.add_impression(a, imp(1, 10), 100);
+        w.add_impression(b, imp(2, 20), 100);
+        let mut seen = Vec::new();
+        let n = w
+            .persist_with(|k, e| {
+                if let Entry::Impression(i) = e {
+                    seen.push((*k, i.impression_id));
+                }
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        assert_eq!(n, 2);
+        seen.sort();
+        assert_eq!(seen, vec![(a, 1), (b, 2)]);
+        w.add_impression(a, imp(3, 30), 100);
+        let again = w.persist_with(|_, _| Ok::<_, ()>(())).unwrap();
+        assert_eq!(again, 1, "only the new entry");
+        w.evict_all();
+        assert!(!w.knows(&a));
+        w.insert_loaded(a, vec![(imp(1, 10), 100)], vec![]);
+        assert!(w.knows(&a));
+        assert_eq!(w.persist_with(|_, _| Ok::<_, ()>(())).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_entry_to_persist_again() {
+        let mut w = Window::new(1 << 20, i64::MIN);
+        w.add_impression([1u8; 16], imp(1, 10), 100);
+        assert!(w.persist_with(|_, _| Err("disk")).is_err());
+        assert_eq!(w.persist_with(|_, _| Ok::<_, ()>(())).unwrap(), 1);
+    }
+}
