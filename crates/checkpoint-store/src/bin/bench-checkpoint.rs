@@ -1,7 +1,9 @@
 //! Checkpoint upload and restore throughput against plain baselines measured
 //! in the same run, incremental bytes, peak RSS.
 //!
-//! `bench-checkpoint [total_mib=1024] [file_mib=64] [work_dir=/var/tmp/bench-checkpoint-<pid>] [rounds=3]`
+//! `bench-checkpoint [total_mib=1024] [file_mib=64] [work_dir=/var/tmp/bench-checkpoint-<pid>] [rounds=3] [phases=upload,restore]`
+//!
+//! `-` keeps an argument's default.
 //!
 //! The state is `total_mib` of shared files of `file_mib` each plus a few
 //! small shared files (1 MiB) and the private RocksDB files. Upload is
@@ -42,13 +44,24 @@ async fn main() -> Result<(), BoxError> {
         None => PathBuf::from("/var/tmp").join(format!("bench-checkpoint-{}", std::process::id())),
     };
     let rounds: usize = arg(4).map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let phases = arg(5).map_or("upload,restore", |s| s.as_str());
+    let phases = Phases {
+        upload: phases.contains("upload"),
+        restore: phases.contains("restore"),
+    };
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = run(&work, total_mib, file_mib.max(1), rounds.max(1)).await;
+    let result = run(&work, total_mib, file_mib.max(1), rounds.max(1), phases).await;
     let _ = std::fs::remove_dir_all(&work);
     result?;
     println!("peak RSS (VmHWM): {} MiB", peak_rss_kib() / 1024);
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Phases {
+    upload: bool,
+    restore: bool,
 }
 
 async fn run(
@@ -56,6 +69,7 @@ async fn run(
     total_mib: usize,
     file_mib: usize,
     rounds: usize,
+    phases: Phases,
 ) -> Result<(), BoxError> {
     let n_large = (total_mib / file_mib).max(1);
     let state = work.join("state");
@@ -73,30 +87,71 @@ async fn run(
         ..Default::default()
     };
 
+    if phases.upload {
+        upload_rounds(work, &state, &files, &opts, rounds, total_bytes).await?;
+    }
+    if phases.restore {
+        restore_rounds(
+            work,
+            &state,
+            &files,
+            &opts,
+            rounds,
+            total_bytes,
+            n_large,
+            file_mib,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn upload_rounds(
+    work: &Path,
+    state: &Path,
+    files: &[LocalFile],
+    opts: &JobStoreOptions,
+    rounds: usize,
+    total_bytes: u64,
+) -> Result<(), BoxError> {
     let mut table = Table::new(&UPLOADS, rounds);
     for round in 0..rounds {
         for v in table.order(round) {
             let dir = work.join("upload-target");
             std::fs::create_dir_all(&dir)?;
             settle();
-            let (wall, cpu) = upload_variant(v, &state, &files, &dir, &opts).await?;
+            let (wall, cpu) = upload_variant(v, state, files, &dir, opts).await?;
             table.push(v, wall, cpu);
             settle();
             std::fs::remove_dir_all(&dir)?;
         }
     }
     table.print("upload", total_bytes, &[Variant::Copy, Variant::PlainPut]);
+    Ok(())
+}
 
+/// Restore rounds, then an incremental checkpoint on the restored-from job.
+#[allow(clippy::too_many_arguments)]
+async fn restore_rounds(
+    work: &Path,
+    state: &Path,
+    files: &[LocalFile],
+    opts: &JobStoreOptions,
+    rounds: usize,
+    total_bytes: u64,
+    n_large: usize,
+    file_mib: usize,
+) -> Result<(), BoxError> {
     // The store restored from: a checkpoint in a local folder, and the same
     // files put plainly (the plain get / copy baselines read those).
     let store_dir = work.join("store");
     let job = JobStore::open(path_str(&store_dir)?, opts.clone()).await?;
     let writer = job.claim_epoch().await?;
-    let m1 = writer.commit_checkpoint(&state, &files, meta()).await?;
+    let m1 = writer.commit_checkpoint(state, files, meta()).await?;
     let plain_dir = work.join("plain");
     std::fs::create_dir_all(&plain_dir)?;
     let plain: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&plain_dir)?);
-    plain_put(&plain, &state, &files).await?;
+    plain_put(&plain, state, files).await?;
 
     let mut table = Table::new(&RESTORES, rounds);
     for round in 0..rounds {
@@ -104,7 +159,7 @@ async fn run(
             let dir = work.join("restore-target");
             settle();
             let (cpu0, t) = (cpu_seconds(), Instant::now());
-            restore_variant(v, &plain, &plain_dir, &job, m1.id, &dir, &files).await?;
+            restore_variant(v, &plain, &plain_dir, &job, m1.id, &dir, files).await?;
             table.push(v, t.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
             // Written back before the delete: deleting dirty files is cheap,
             // deleting written ones is not (and slows the next phase), so
@@ -118,7 +173,7 @@ async fn run(
 
     // Second checkpoint: most files kept (hard links), one large file new.
     let next = work.join("state2");
-    let (files2, new_bytes) = next_state(&state, &next, &files, n_large, file_mib << 20)?;
+    let (files2, new_bytes) = next_state(state, &next, files, n_large, file_mib << 20)?;
     let t = Instant::now();
     let m2 = writer.commit_checkpoint(&next, &files2, meta()).await?;
     println!(
