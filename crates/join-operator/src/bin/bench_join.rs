@@ -76,22 +76,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("bench-join: {events} events ({size:?}, seed {seed}), checksum {acc:x}");
     println!(
-        "{:<50} {:>12} {:>14} {:>9} {:>9} {:>10} {:>11} {:>12}",
+        "{:<50} {:>12} {:>14} {:>9} {:>9} {:>10} {:>19} {:>12}",
         "",
         "events/s",
         "events/cpu-s",
         "vs parse",
         "RSS MiB",
         "state MiB",
-        "max pause",
+        "max pause (barrier)",
         "uploaded MiB"
     );
     println!(
-        "{:<50} {:>12.0} {:>14.0} {:>9} {:>9} {:>10} {:>11} {:>12}",
+        "{:<50} {:>12.0} {:>14.0} {:>9} {:>9} {:>10} {:>19} {:>12}",
         "parse + merge + key hash", parse.0, parse.1, "1.00", "-", "-", "-", "-"
     );
     println!(
-        "{:<50} {:>12.0} {:>14.0} {:>9.2} {:>9} {:>10} {:>11} {:>12}",
+        "{:<50} {:>12.0} {:>14.0} {:>9.2} {:>9} {:>10} {:>19} {:>12}",
         "raw RocksDB put per event",
         raw.0,
         raw.1,
@@ -135,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
         println!(
-            "{:<50} {:>12.0} {:>14.0} {:>9.2} {:>9.0} {:>10.1} {:>9.0}ms {:>12.1}",
+            "{:<50} {:>12.0} {:>14.0} {:>9.2} {:>9.0} {:>10.1} {:>6.0} ({:>4.0})ms {:>12.1}",
             format!("stream-join --cleanup {cleanup} {}", extra.join(" ")),
             f("events_per_second"),
             f("events_per_cpu_second"),
@@ -143,6 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             f("peak_rss_mib"),
             f("state_bytes") / 1048576.0,
             f("max_sync_pause_ms"),
+            f("max_barrier_pause_ms"),
             f("uploaded_bytes") / 1048576.0,
         );
         println!(

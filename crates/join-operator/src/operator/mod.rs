@@ -156,6 +156,7 @@ pub struct JoinOperator {
     pending: HashSet<[u8; 16]>,
     /// The join window in memory, when enabled.
     window: Option<Window>,
+    max_parallelism: u16,
     stats: OperatorStats,
 }
 
@@ -193,6 +194,7 @@ impl JoinOperator {
             impressions: store.map_state(IMPRESSIONS_STATE, imp_codec)?,
             plays: store.map_state(PLAYS_STATE, play_codec)?,
             window,
+            max_parallelism: store.max_parallelism(),
             timers: store.timers_for(key_groups),
             cfg,
             fired: Vec::new(),
@@ -401,9 +403,14 @@ impl JoinOperator {
     /// their cleanup (timer or expiry): called before every checkpoint so
     /// that the store holds the whole state. Returns how many it wrote.
     pub fn persist(&mut self) -> Result<usize, OperatorError> {
-        let Some(window) = self.window.as_mut() else {
+        let Some(window) = self.window.as_ref() else {
             return Ok(0);
         };
+        // In the store's key order, memtable inserts follow each other
+        // instead of each searching the skip list from the top.
+        let mp = self.max_parallelism;
+        let mut entries = window.unpersisted();
+        entries.sort_unstable_by_key(|(k, e)| (state_core::key_group_of(k, mp), *k, e.order()));
         let mut writer = EntryWriter {
             impressions: &self.impressions,
             plays: &self.plays,
@@ -411,17 +418,44 @@ impl JoinOperator {
             batch: &mut self.batch,
             cfg: self.cfg,
         };
-        let written = window.persist_with(|key, entry| {
+        for (key, entry) in &entries {
             match entry {
-                window::Entry::Impression(i) => writer.impression(key, i)?,
-                window::Entry::Play(p) => writer.play(key, p)?,
+                window::Entry::Impression(i) => writer.put_impression(key, i)?,
+                window::Entry::Play(p) => writer.put_play(key, p)?,
             }
-            if writer.batch.len() >= PERSIST_BATCH {
-                writer.batch.commit()?;
+            writer.commit_if_full()?;
+        }
+        if self.cfg.cleanup == Cleanup::Timers {
+            let lateness = self.cfg.allowed_lateness_ms;
+            let mut timers: Vec<_> = entries
+                .iter()
+                .map(|(key, entry)| {
+                    let (at, side, uk) = match entry {
+                        window::Entry::Impression(i) => (
+                            impression_cleanup(i.ts_ms, lateness),
+                            SIDE_IMPRESSION,
+                            user_key(i.ts_ms, i.impression_id),
+                        ),
+                        window::Entry::Play(p) => (
+                            play_cleanup(p.ts_ms, lateness),
+                            SIDE_PLAY,
+                            user_key(p.ts_ms, p.play_id),
+                        ),
+                    };
+                    (at, state_core::key_group_of(key, mp), *key, side, uk)
+                })
+                .collect();
+            timers.sort_unstable();
+            for (at, _, key, side, uk) in &timers {
+                writer
+                    .timers
+                    .register_in(writer.batch, key, *at, &payload(*side, uk))?;
+                writer.commit_if_full()?;
             }
-            Ok::<_, OperatorError>(())
-        })?;
+        }
+        drop(entries);
         self.batch.commit()?;
+        let written = self.window.as_mut().map_or(0, |w| w.mark_persisted());
         self.stats.entries_persisted += written as u64;
         Ok(written)
     }
@@ -496,38 +530,60 @@ struct EntryWriter<'a> {
 }
 
 impl EntryWriter<'_> {
+    /// The impression and its cleanup.
     fn impression(&mut self, key: &[u8; 16], imp: &Impression) -> Result<(), OperatorError> {
-        let uk = user_key(imp.ts_ms, imp.impression_id);
-        let cleanup = impression_cleanup(imp.ts_ms, self.cfg.allowed_lateness_ms);
-        match self.cfg.cleanup {
-            Cleanup::Ttl => self
-                .impressions
-                .put_expiring_in(self.batch, key, &uk, imp, cleanup)?,
-            Cleanup::Timers => {
-                self.impressions.put_in(self.batch, key, &uk, imp)?;
-                self.timers.register_in(
-                    self.batch,
-                    key,
-                    cleanup,
-                    &payload(SIDE_IMPRESSION, &uk),
-                )?;
-            }
+        self.put_impression(key, imp)?;
+        if self.cfg.cleanup == Cleanup::Timers {
+            let uk = user_key(imp.ts_ms, imp.impression_id);
+            let at = impression_cleanup(imp.ts_ms, self.cfg.allowed_lateness_ms);
+            self.timers
+                .register_in(self.batch, key, at, &payload(SIDE_IMPRESSION, &uk))?;
         }
         Ok(())
     }
 
+    /// The play and its cleanup.
     fn play(&mut self, key: &[u8; 16], play: &Play) -> Result<(), OperatorError> {
-        let uk = user_key(play.ts_ms, play.play_id);
-        let cleanup = play_cleanup(play.ts_ms, self.cfg.allowed_lateness_ms);
+        self.put_play(key, play)?;
+        if self.cfg.cleanup == Cleanup::Timers {
+            let uk = user_key(play.ts_ms, play.play_id);
+            let at = play_cleanup(play.ts_ms, self.cfg.allowed_lateness_ms);
+            self.timers
+                .register_in(self.batch, key, at, &payload(SIDE_PLAY, &uk))?;
+        }
+        Ok(())
+    }
+
+    /// The map entry alone (with its expiry under `--cleanup ttl`).
+    fn put_impression(&mut self, key: &[u8; 16], imp: &Impression) -> Result<(), OperatorError> {
+        let uk = user_key(imp.ts_ms, imp.impression_id);
         match self.cfg.cleanup {
-            Cleanup::Ttl => self
-                .plays
-                .put_expiring_in(self.batch, key, &uk, play, cleanup)?,
-            Cleanup::Timers => {
-                self.plays.put_in(self.batch, key, &uk, play)?;
-                self.timers
-                    .register_in(self.batch, key, cleanup, &payload(SIDE_PLAY, &uk))?;
+            Cleanup::Ttl => {
+                let at = impression_cleanup(imp.ts_ms, self.cfg.allowed_lateness_ms);
+                self.impressions
+                    .put_expiring_in(self.batch, key, &uk, imp, at)?
             }
+            Cleanup::Timers => self.impressions.put_in(self.batch, key, &uk, imp)?,
+        }
+        Ok(())
+    }
+
+    fn put_play(&mut self, key: &[u8; 16], play: &Play) -> Result<(), OperatorError> {
+        let uk = user_key(play.ts_ms, play.play_id);
+        match self.cfg.cleanup {
+            Cleanup::Ttl => {
+                let at = play_cleanup(play.ts_ms, self.cfg.allowed_lateness_ms);
+                self.plays.put_expiring_in(self.batch, key, &uk, play, at)?
+            }
+            Cleanup::Timers => self.plays.put_in(self.batch, key, &uk, play)?,
+        }
+        Ok(())
+    }
+
+    /// Bounds the memory of a barrier's writes.
+    fn commit_if_full(&mut self) -> Result<(), OperatorError> {
+        if self.batch.len() >= PERSIST_BATCH {
+            self.batch.commit()?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 //! does work whose result no checkpoint ever sees. The window keeps the
 //! buffered events of its keys in memory (sorted per key by `(ts, id)`, as
 //! the map states order them) and writes to the store only the entries still
-//! alive at a checkpoint barrier ([`Window::persist_with`]), or all of them
+//! alive at a checkpoint barrier ([`Window::unpersisted`]), or all of them
 //! when it outgrows its memory budget and is emptied. The store stays the
 //! state of record: a checkpoint, savepoint or restore sees exactly what the
 //! per-event path would have left there.
@@ -115,10 +115,21 @@ impl ExpiryQueue {
     }
 }
 
-/// An entry handed to [`Window::persist_with`].
+/// An entry of [`Window::unpersisted`].
 pub enum Entry<'a> {
     Impression(&'a Impression),
     Play(&'a Play),
+}
+
+impl Entry<'_> {
+    /// Orders entries of one key as the store does: impressions and plays
+    /// live in different states, each in `(ts, id)` order.
+    pub fn order(&self) -> (u8, i64, i64) {
+        match self {
+            Entry::Impression(i) => (0, i.ts(), i.id()),
+            Entry::Play(p) => (1, p.ts(), p.id()),
+        }
+    }
 }
 
 /// Rough per-entry and per-key costs for the memory budget: the value, the
@@ -307,38 +318,41 @@ impl Window {
         true
     }
 
-    /// Hands every entry not yet in the store to `write`, marking it
-    /// persisted once `write` succeeds.
-    pub fn persist_with<E>(
-        &mut self,
-        mut write: impl FnMut(&[u8; 16], Entry<'_>) -> Result<(), E>,
-    ) -> Result<usize, E> {
-        let mut written = 0;
+    /// The entries not yet in the store, in no particular order.
+    pub fn unpersisted(&self) -> Vec<([u8; 16], Entry<'_>)> {
+        let mut out = Vec::with_capacity(self.unpersisted);
         if self.unpersisted == 0 {
-            return Ok(0);
+            return out;
         }
-        for (key, slot) in self.slots.iter_mut() {
-            for c in slot.impressions.iter_mut().filter(|c| !c.persisted) {
-                write(key, Entry::Impression(&c.value))?;
-                c.persisted = true;
-                written += 1;
-                self.unpersisted -= 1;
-            }
-            for c in slot.plays.iter_mut().filter(|c| !c.persisted) {
-                write(key, Entry::Play(&c.value))?;
-                c.persisted = true;
-                written += 1;
-                self.unpersisted -= 1;
-            }
+        for (key, slot) in &self.slots {
+            let imps = slot.impressions.iter().filter(|c| !c.persisted);
+            out.extend(imps.map(|c| (*key, Entry::Impression(&c.value))));
+            let plays = slot.plays.iter().filter(|c| !c.persisted);
+            out.extend(plays.map(|c| (*key, Entry::Play(&c.value))));
         }
-        Ok(written)
+        out
+    }
+
+    /// Records that the store now holds every entry: call once the entries
+    /// of [`Self::unpersisted`] are written. Returns how many they were.
+    pub fn mark_persisted(&mut self) -> usize {
+        let n = self.unpersisted;
+        if n == 0 {
+            return 0;
+        }
+        for slot in self.slots.values_mut() {
+            slot.impressions.iter_mut().for_each(|c| c.persisted = true);
+            slot.plays.iter_mut().for_each(|c| c.persisted = true);
+        }
+        self.unpersisted = 0;
+        n
     }
 
     pub fn over_budget(&self) -> bool {
         self.bytes > self.budget
     }
 
-    /// Forgets everything; call after [`Self::persist_with`]. From now on a
+    /// Forgets everything; call after [`Self::mark_persisted`]. From now on a
     /// missing key must be read from the store.
     pub fn evict_all(&mut self) {
         debug_assert_eq!(self.unpersisted, 0, "evicting unpersisted entries");
@@ -456,7 +470,7 @@ mod tests {
         let mut w = Window::new(1 << 20, i64::MIN);
         let (a, b) = ([1u8; 16], [2u8; 16]);
         w.add_impression(a, imp(1, 10), 1010);
-        w.persist_with(|_, _| Ok::<_, ()>(())).unwrap();
+        w.mark_persisted();
         w.evict_all();
         assert!(!w.knows(&a) && !w.knows(&b));
         w.expire(1009);
@@ -482,33 +496,36 @@ mod tests {
         let (a, b) = ([1u8; 16], [2u8; 16]);
         w.add_impression(a, imp(1, 10), 100);
         w.add_impression(b, imp(2, 20), 100);
-        let mut seen = Vec::new();
-        let n = w
-            .persist_with(|k, e| {
-                if let Entry::Impression(i) = e {
-                    seen.push((*k, i.impression_id));
-                }
-                Ok::<_, ()>(())
-            })
-            .unwrap();
-        assert_eq!(n, 2);
+        let mut seen: Vec<([u8; 16], i64)> = w
+            .unpersisted()
+            .into_iter()
+            .map(|(k, e)| (k, e.order().2))
+            .collect();
         seen.sort();
         assert_eq!(seen, vec![(a, 1), (b, 2)]);
+        assert_eq!(w.mark_persisted(), 2);
         w.add_impression(a, imp(3, 30), 100);
-        let again = w.persist_with(|_, _| Ok::<_, ()>(())).unwrap();
-        assert_eq!(again, 1, "only the new entry");
+        let again: Vec<i64> = w.unpersisted().iter().map(|(_, e)| e.order().2).collect();
+        assert_eq!(again, vec![3], "only the new entry");
+        assert_eq!(w.mark_persisted(), 1);
         w.evict_all();
         assert!(!w.knows(&a));
         w.insert_loaded(a, vec![(imp(1, 10), 100)], vec![]);
         assert!(w.knows(&a));
-        assert_eq!(w.persist_with(|_, _| Ok::<_, ()>(())).unwrap(), 0);
+        assert!(
+            w.unpersisted().is_empty(),
+            "loaded entries are in the store"
+        );
     }
 
     #[test]
-    fn a_failed_write_leaves_the_entry_to_persist_again() {
+    fn an_entry_expired_before_the_barrier_is_never_persisted() {
         let mut w = Window::new(1 << 20, i64::MIN);
         w.add_impression([1u8; 16], imp(1, 10), 100);
-        assert!(w.persist_with(|_, _| Err("disk")).is_err());
-        assert_eq!(w.persist_with(|_, _| Ok::<_, ()>(())).unwrap(), 1);
+        w.add_impression([1u8; 16], imp(2, 500), 600);
+        assert_eq!(w.expire(100), 1);
+        let left: Vec<i64> = w.unpersisted().iter().map(|(_, e)| e.order().2).collect();
+        assert_eq!(left, vec![2]);
+        assert_eq!(w.mark_persisted(), 1);
     }
 }
