@@ -35,10 +35,12 @@ fn confluent_kafka_client_drives_the_server() {
         .strip_prefix("listening on ")
         .unwrap()
         .to_string();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/confluent_client_e2e.py"
-    );
+    // Resolved at run time: a test binary built from another checkout that
+    // shares the target directory must still find this checkout's script
+    // (cargo runs tests from the package root).
+    let script = std::env::current_dir()
+        .unwrap()
+        .join("tests/python/confluent_client_e2e.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(&url)
