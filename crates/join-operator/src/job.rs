@@ -67,7 +67,8 @@ pub struct RunArgs {
     /// event-time expiry dropped by compaction (fewer writes).
     #[arg(long, value_enum, default_value = "timers")]
     pub cleanup: crate::operator::Cleanup,
-    /// Memory for the join window kept in front of RocksDB: events that
+    /// Memory for the join window kept in front of RocksDB, shared by the
+    /// process's workers: events that
     /// expire between two checkpoints never reach RocksDB; at a checkpoint
     /// the live ones are written; past this budget the window is written out
     /// and read back per key. 0: every event goes through RocksDB.
@@ -220,7 +221,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     let cfg = JoinConfig {
         allowed_lateness_ms: args.allowed_lateness_ms,
         cleanup: args.cleanup,
-        window_bytes: args.window_memory_mb << 20,
+        window_bytes: window_bytes_per_worker(args.window_memory_mb, plan.instances.len())?,
         ..JoinConfig::default()
     };
     // With the window in front, RocksDB sees a batch per checkpoint rather
@@ -626,6 +627,16 @@ fn spawn_workers(
         route,
         batches: (0..n).map(|_| Vec::with_capacity(ROUTE_BATCH)).collect(),
     })
+}
+
+/// `--window-memory-mb` is for the whole process, shared by its workers.
+fn window_bytes_per_worker(mib: usize, workers: usize) -> Result<usize, JobError> {
+    let bytes = mib.checked_mul(1 << 20).ok_or_else(|| {
+        JobError::Args(format!(
+            "--window-memory-mb {mib}: more bytes than this machine can address"
+        ))
+    })?;
+    Ok(bytes / workers.max(1))
 }
 
 /// The store's event time (what TTL expiry is measured against) is the

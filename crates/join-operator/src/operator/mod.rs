@@ -409,8 +409,17 @@ impl JoinOperator {
         // In the store's key order, memtable inserts follow each other
         // instead of each searching the skip list from the top.
         let mp = self.max_parallelism;
-        let mut entries = window.unpersisted();
-        entries.sort_unstable_by_key(|(k, e)| (state_core::key_group_of(k, mp), *k, e.order()));
+        let lateness = self.cfg.allowed_lateness_ms;
+        // Entries past their cleanup time (held until their queue reaches
+        // them) can match nothing: the store need not see them.
+        let watermark = window.watermark();
+        let mut entries: Vec<_> = window
+            .unpersisted()
+            .into_iter()
+            .filter(|(_, e)| entry_cleanup(e, lateness) > watermark)
+            .map(|(k, e)| (state_core::key_group_of(&k, mp), k, e))
+            .collect();
+        entries.sort_unstable_by_key(|(kg, k, e)| (*kg, *k, e.order()));
         let mut writer = EntryWriter {
             impressions: &self.impressions,
             plays: &self.plays,
@@ -418,7 +427,7 @@ impl JoinOperator {
             batch: &mut self.batch,
             cfg: self.cfg,
         };
-        for (key, entry) in &entries {
+        for (_, key, entry) in &entries {
             match entry {
                 window::Entry::Impression(i) => writer.put_impression(key, i)?,
                 window::Entry::Play(p) => writer.put_play(key, p)?,
@@ -426,23 +435,16 @@ impl JoinOperator {
             writer.commit_if_full()?;
         }
         if self.cfg.cleanup == Cleanup::Timers {
-            let lateness = self.cfg.allowed_lateness_ms;
             let mut timers: Vec<_> = entries
                 .iter()
-                .map(|(key, entry)| {
-                    let (at, side, uk) = match entry {
-                        window::Entry::Impression(i) => (
-                            impression_cleanup(i.ts_ms, lateness),
-                            SIDE_IMPRESSION,
-                            user_key(i.ts_ms, i.impression_id),
-                        ),
-                        window::Entry::Play(p) => (
-                            play_cleanup(p.ts_ms, lateness),
-                            SIDE_PLAY,
-                            user_key(p.ts_ms, p.play_id),
-                        ),
+                .map(|(kg, key, entry)| {
+                    let (side, uk) = match entry {
+                        window::Entry::Impression(i) => {
+                            (SIDE_IMPRESSION, user_key(i.ts_ms, i.impression_id))
+                        }
+                        window::Entry::Play(p) => (SIDE_PLAY, user_key(p.ts_ms, p.play_id)),
                     };
-                    (at, state_core::key_group_of(key, mp), *key, side, uk)
+                    (entry_cleanup(entry, lateness), *kg, *key, side, uk)
                 })
                 .collect();
             timers.sort_unstable();
@@ -453,9 +455,12 @@ impl JoinOperator {
                 writer.commit_if_full()?;
             }
         }
+        let written = entries.len();
         drop(entries);
         self.batch.commit()?;
-        let written = self.window.as_mut().map_or(0, |w| w.mark_persisted());
+        if let Some(w) = self.window.as_mut() {
+            w.mark_persisted();
+        }
         self.stats.entries_persisted += written as u64;
         Ok(written)
     }
@@ -512,6 +517,13 @@ fn impression_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
         .saturating_add(JOIN_WINDOW_MS)
         .saturating_add(allowed_lateness_ms)
         .saturating_add(1)
+}
+
+fn entry_cleanup(entry: &window::Entry<'_>, allowed_lateness_ms: i64) -> i64 {
+    match entry {
+        window::Entry::Impression(i) => impression_cleanup(i.ts_ms, allowed_lateness_ms),
+        window::Entry::Play(p) => play_cleanup(p.ts_ms, allowed_lateness_ms),
+    }
 }
 
 /// The event time at which a play can no longer match an on-time impression.

@@ -193,6 +193,11 @@ impl Window {
         plays: Vec<(Play, i64)>,
     ) {
         let mut slot = Slot::default();
+        // Expired entries whose store cleanup has not run yet can match
+        // nothing; queued behind newer ones they would linger.
+        let live = self.watermark;
+        let impressions = impressions.into_iter().filter(|(_, at)| *at > live);
+        let plays: Vec<_> = plays.into_iter().filter(|(_, at)| *at > live).collect();
         for (imp, at) in impressions {
             self.queue(Side::Impression).push(Expiry {
                 at,
@@ -246,13 +251,32 @@ impl Window {
         self.note_added(key, Side::Impression, imp.ts(), imp.id(), expires_at);
         self.bytes += imp.heap_bytes();
         let slot = self.slot_for_insert(key);
-        insert_sorted(&mut slot.impressions, imp);
+        let replaced = insert_sorted(&mut slot.impressions, imp);
+        self.note_replaced(replaced);
     }
 
     pub fn add_play(&mut self, key: [u8; 16], play: Play, expires_at: i64) {
         self.note_added(key, Side::Play, play.ts(), play.id(), expires_at);
         let slot = self.slot_for_insert(key);
-        insert_sorted(&mut slot.plays, play);
+        let replaced = insert_sorted(&mut slot.plays, play);
+        self.note_replaced(replaced);
+    }
+
+    /// The last event time passed to [`Self::expire`].
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// An event repeated with the same `(ts, id)` replaces the one held, as
+    /// the store's put of the same user key would: the join must not depend
+    /// on whether the first copy had reached the store.
+    fn note_replaced(&mut self, replaced: Option<(usize, bool)>) {
+        if let Some((heap, persisted)) = replaced {
+            self.bytes = self.bytes.saturating_sub(ENTRY_OVERHEAD + heap);
+            if !persisted {
+                self.unpersisted -= 1;
+            }
+        }
     }
 
     fn queue(&mut self, side: Side) -> &mut ExpiryQueue {
@@ -385,27 +409,33 @@ fn between<T: Buffered>(list: &[Cached<T>], lo: i64, hi: i64) -> impl Iterator<I
 
 /// Inserts in `(ts, id)` order; events arrive nearly in time order, so the
 /// search usually ends at the tail.
-fn insert_sorted<T: Buffered>(list: &mut Vec<Cached<T>>, value: T) {
+/// Returns the heap bytes and persisted flag of an entry with the same
+/// `(ts, id)` that the new one replaced.
+fn insert_sorted<T: Buffered>(list: &mut Vec<Cached<T>>, value: T) -> Option<(usize, bool)> {
     if list.len() == list.capacity() && list.len() < 4 {
         // Most keys hold one or two events: `push` would reserve four.
         list.reserve_exact(1);
     }
     let k = (value.ts(), value.id());
-    let at = if list
-        .last()
-        .is_none_or(|c| (c.value.ts(), c.value.id()) <= k)
-    {
+    let at = if list.last().is_none_or(|c| (c.value.ts(), c.value.id()) < k) {
         list.len()
     } else {
         list.partition_point(|c| (c.value.ts(), c.value.id()) < k)
     };
-    list.insert(
-        at,
-        Cached {
-            value,
-            persisted: false,
-        },
-    );
+    let fresh = Cached {
+        value,
+        persisted: false,
+    };
+    match list.get_mut(at) {
+        Some(c) if (c.value.ts(), c.value.id()) == k => {
+            let old = std::mem::replace(c, fresh);
+            Some((old.value.heap_bytes(), old.persisted))
+        }
+        _ => {
+            list.insert(at, fresh);
+            None
+        }
+    }
 }
 
 /// Removes the entry `(ts, id)`; returns its heap bytes and whether it was
@@ -516,6 +546,38 @@ mod tests {
             w.unpersisted().is_empty(),
             "loaded entries are in the store"
         );
+    }
+
+    #[test]
+    fn a_repeated_event_replaces_the_one_held() {
+        let mut w = Window::new(1 << 20, i64::MIN);
+        let k = [1u8; 16];
+        w.add_impression(k, imp(1, 10), 100);
+        let bytes = w.approximate_bytes();
+        w.mark_persisted();
+        w.add_impression(k, imp(1, 10), 100);
+        assert_eq!(w.impressions_between(&k, 0, 100).count(), 1);
+        assert_eq!(w.approximate_bytes(), bytes);
+        assert_eq!(w.unpersisted().len(), 1, "the new copy goes to the store");
+        w.add_impression(k, imp(1, 10), 100);
+        assert_eq!(w.unpersisted().len(), 1);
+        assert_eq!(w.expire(100), 1);
+        assert_eq!((w.entries(), w.approximate_bytes()), (0, 0));
+        assert_eq!(w.mark_persisted(), 0);
+    }
+
+    #[test]
+    fn loading_skips_entries_already_expired() {
+        let mut w = Window::new(1 << 20, i64::MAX);
+        w.expire(500);
+        let k = [1u8; 16];
+        w.insert_loaded(k, vec![(imp(1, 10), 400), (imp(2, 450), 900)], vec![]);
+        let ids: Vec<i64> = w
+            .impressions_between(&k, i64::MIN, i64::MAX)
+            .map(|i| i.impression_id)
+            .collect();
+        assert_eq!(ids, vec![2]);
+        assert!(w.knows(&k));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! (default 4 000 000 entries of ~230 bytes, DIR a temporary folder).
 //! Env: ROUNDS (incremental checkpoints, 12), L0_TRIGGER (RocksDB L0
 //! compaction trigger), MULTIPART_THRESHOLD (bytes above which SSTs are
-//! uploaded in parts; 16 MiB), HASH_MEMTABLE (0: plain skip lists).
+//! uploaded in parts; 16 MiB), HASH_MEMTABLE (0: plain skip lists),
+//! WRITE_BUFFER_MB (memtable size per column family).
 
 use rand::{Rng, SeedableRng};
 use state_core::checkpoint::{io_runtime, open_job};
@@ -120,10 +121,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(v) = std::env::var("HASH_MEMTABLE") {
         tuning.hash_memtable = v != "0";
     }
+    if let Some(mb) = std::env::var("WRITE_BUFFER_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        tuning.write_buffer_bytes = mb << 20;
+    }
     println!(
         "L0 compaction trigger {} (env L0_TRIGGER), hash memtables {} (env HASH_MEMTABLE), \
+         write buffer {} MiB (env WRITE_BUFFER_MB), \
          {rounds} incremental checkpoints (env ROUNDS)",
-        tuning.l0_compaction_trigger, tuning.hash_memtable
+        tuning.l0_compaction_trigger,
+        tuning.hash_memtable,
+        tuning.write_buffer_bytes >> 20
     );
     let tmp = tempfile::tempdir_in(args.next().unwrap_or_else(|| "/var/tmp".into()))?;
     let root = tmp.path();
