@@ -131,6 +131,9 @@ pub struct RunSummary {
     /// store checkpoint.
     pub max_barrier_pause_ms: f64,
     pub uploaded_bytes: u64,
+    /// Bytes of state written to the store between the checkpoints this run
+    /// completed (what `uploaded_bytes` compares with).
+    pub changed_bytes: u64,
     pub timers_fired: u64,
     pub entries_dropped: u64,
     /// See [`OperatorStats`].
@@ -989,6 +992,7 @@ impl Coordinator<'_> {
                     exit_now(3);
                 }
                 self.summary.uploaded_bytes += manifest.uploaded_bytes;
+                self.summary.changed_bytes += done.changed_bytes;
                 self.progress.last_checkpoint = Some((manifest.id, manifest.uploaded_bytes));
                 self.last_committed = Some((manifest.id, pending.meta.clone()));
                 for (w, states) in pending.states.into_iter().enumerate() {

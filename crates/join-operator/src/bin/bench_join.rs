@@ -149,8 +149,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             f("uploaded_bytes") / 1048576.0,
         );
         println!(
-            "    checkpoints {}, rows {}, window entries persisted {}, spills {}",
-            s["checkpoints"], s["rows"], s["entries_persisted"], s["window_spills"]
+            "    checkpoints {}, rows {}, window entries persisted {}, spills {}, \
+             state changed {:.1} MiB (uploaded/changed {:.2})",
+            s["checkpoints"],
+            s["rows"],
+            s["entries_persisted"],
+            s["window_spills"],
+            f("changed_bytes") / 1048576.0,
+            f("uploaded_bytes") / f("changed_bytes").max(1.0)
         );
     }
     Ok(())

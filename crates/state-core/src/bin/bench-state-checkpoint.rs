@@ -8,7 +8,8 @@
 //! Env: ROUNDS (incremental checkpoints, 12), L0_TRIGGER (RocksDB L0
 //! compaction trigger), MULTIPART_THRESHOLD (bytes above which SSTs are
 //! uploaded in parts; 16 MiB), HASH_MEMTABLE (0: plain skip lists),
-//! WRITE_BUFFER_MB (memtable size per column family).
+//! WRITE_BUFFER_MB (memtable size per column family), PACE_MS (spread each
+//! round's writes over this long instead of one burst before the checkpoint).
 
 use rand::{Rng, SeedableRng};
 use state_core::checkpoint::{io_runtime, open_job};
@@ -97,6 +98,40 @@ fn plain_copy(from: &Path, to: &Path, durable: bool) -> std::io::Result<(u64, f6
     Ok((bytes, t.elapsed().as_secs_f64()))
 }
 
+/// Commits a round's writes in small batches spread evenly over `pace`.
+struct Pacer {
+    pace: std::time::Duration,
+    ops: u64,
+    done: u64,
+    started: Instant,
+}
+
+impl Pacer {
+    const BATCH: u64 = 2_000;
+
+    fn new(pace: std::time::Duration, ops: u64) -> Self {
+        Pacer {
+            pace,
+            ops: ops.max(1),
+            done: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn op(&mut self, batch: &mut StateBatch) -> Result<(), StateError> {
+        self.done += 1;
+        if self.pace.is_zero() || !self.done.is_multiple_of(Self::BATCH) {
+            return Ok(());
+        }
+        batch.commit()?;
+        let due = self.pace.mul_f64(self.done as f64 / self.ops as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        Ok(())
+    }
+}
+
 fn key(i: u64) -> [u8; 8] {
     i.to_be_bytes()
 }
@@ -135,6 +170,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tuning.hash_memtable,
         tuning.write_buffer_bytes >> 20
     );
+    // PACE_MS: spread each round's writes over this long, as a running job
+    // writes between checkpoints, instead of one burst right before it.
+    let pace = std::time::Duration::from_millis(
+        std::env::var("PACE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
+    if !pace.is_zero() {
+        println!("writes of each round spread over {pace:?} (env PACE_MS)");
+    }
     let tmp = tempfile::tempdir_in(args.next().unwrap_or_else(|| "/var/tmp".into()))?;
     let root = tmp.path();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -186,18 +232,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..=rounds {
         if round > 0 {
             // 2% overwritten, 1% new, 0.5% deleted.
+            let mut pacer = Pacer::new(pace, entries / 50 + entries / 100 + entries / 200);
             let mut batch = StateBatch::new(&store);
             for _ in 0..entries / 50 {
                 let i = rng.gen_range(0..entries);
                 map.put_in(&mut batch, &key(i / 8), &key(i), &blob(&mut rng))?;
+                pacer.op(&mut batch)?;
             }
             for j in 0..entries / 100 {
                 let i = entries + round * entries / 100 + j;
                 map.put_in(&mut batch, &key(i / 8), &key(i), &blob(&mut rng))?;
+                pacer.op(&mut batch)?;
             }
             for _ in 0..entries / 200 {
                 let i = rng.gen_range(0..entries);
                 map.remove_in(&mut batch, &key(i / 8), &key(i))?;
+                pacer.op(&mut batch)?;
             }
             batch.commit()?;
         }
