@@ -1169,3 +1169,19 @@ pub fn cpu_seconds() -> f64 {
         .sum();
     ticks / 100.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_budget_is_split_between_workers_and_checked() {
+        assert_eq!(window_bytes_per_worker(256, 1).unwrap(), 256 << 20);
+        assert_eq!(window_bytes_per_worker(256, 4).unwrap(), 64 << 20);
+        assert_eq!(window_bytes_per_worker(0, 3).unwrap(), 0);
+        let err = window_bytes_per_worker(usize::MAX, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--window-memory-mb"), "{err}");
+    }
+}
