@@ -105,11 +105,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let exe = std::env::current_exe()?;
     let job_bin = exe.with_file_name("stream-join");
     // The previous release (every event through RocksDB) is the last row.
-    let runs: [(&str, &[&str]); 5] = [
+    let runs: [(&str, &[&str]); 6] = [
         ("timers", &[]),
         ("ttl", &[]),
-        // Checkpoints during the run, not only the final one.
+        // Checkpoints during the run, not only the final one: each writes
+        // the live window to RocksDB.
         ("timers", &["--checkpoint-interval-ms", "2000"]),
+        ("ttl", &["--checkpoint-interval-ms", "2000"]),
         ("timers", &["--window-memory-mb", "0"]),
         ("ttl", &["--window-memory-mb", "0"]),
     ];
