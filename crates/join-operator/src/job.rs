@@ -137,6 +137,7 @@ pub struct RunSummary {
     pub timers_fired: u64,
     pub entries_dropped: u64,
     /// See [`OperatorStats`].
+    pub window_expired: u64,
     pub window_spills: u64,
     pub keys_loaded: u64,
     pub entries_persisted: u64,
@@ -1024,6 +1025,7 @@ impl Coordinator<'_> {
                     self.summary.late_events += stats.late_events;
                     self.summary.timers_fired += stats.timers_fired;
                     self.summary.entries_dropped += stats.entries_dropped;
+                    self.summary.window_expired += stats.window_expired;
                     self.summary.window_spills += stats.window_spills;
                     self.summary.keys_loaded += stats.keys_loaded;
                     self.summary.entries_persisted += stats.entries_persisted;

@@ -89,7 +89,11 @@ pub struct OperatorStats {
     pub rows: u64,
     pub late_events: u64,
     pub timers_fired: u64,
+    /// Entries deleted from the store by their cleanup timers.
     pub entries_dropped: u64,
+    /// Entries dropped from the window as the watermark passed them (those
+    /// also in the store are deleted there by their timer or TTL as well).
+    pub window_expired: u64,
     /// Times the window outgrew its budget and was written out whole.
     pub window_spills: u64,
     /// Keys read from the store into the window (after a restore or a spill).
@@ -478,7 +482,8 @@ impl JoinOperator {
             return Ok(0);
         }
         if let Some(window) = self.window.as_mut() {
-            self.stats.entries_dropped += window.expire(watermark) as u64;
+            self.stats.window_expired += window.expire(watermark) as u64;
+            window.shrink_after_burst();
         }
         self.flush()?;
         self.fired.clear();

@@ -372,6 +372,19 @@ impl Window {
         n
     }
 
+    /// Gives back memory a burst left behind: the map and the queues keep
+    /// their largest capacity otherwise, outside the budget's count.
+    pub fn shrink_after_burst(&mut self) {
+        if self.slots.capacity() > 4 * self.slots.len().max(1024) {
+            self.slots.shrink_to(2 * self.slots.len());
+        }
+        for q in [&mut self.impression_expiries, &mut self.play_expiries] {
+            if q.0.capacity() > 4 * q.0.len().max(1024) {
+                q.0.shrink_to(2 * q.0.len());
+            }
+        }
+    }
+
     pub fn over_budget(&self) -> bool {
         self.bytes > self.budget
     }
