@@ -274,7 +274,7 @@ impl Window {
         if let Some((heap, persisted)) = replaced {
             self.bytes = self.bytes.saturating_sub(ENTRY_OVERHEAD + heap);
             if !persisted {
-                self.unpersisted -= 1;
+                self.unpersisted = self.unpersisted.saturating_sub(1);
             }
         }
     }
@@ -337,17 +337,16 @@ impl Window {
         };
         self.bytes = self.bytes.saturating_sub(ENTRY_OVERHEAD + heap);
         if !persisted {
-            self.unpersisted -= 1;
+            self.unpersisted = self.unpersisted.saturating_sub(1);
         }
         true
     }
 
-    /// The entries not yet in the store, in no particular order.
+    /// The entries not yet in the store, in no particular order. Always a
+    /// scan of the whole window (a few milliseconds per barrier): what a
+    /// checkpoint holds must not depend on a counter being right.
     pub fn unpersisted(&self) -> Vec<([u8; 16], Entry<'_>)> {
-        let mut out = Vec::with_capacity(self.unpersisted);
-        if self.unpersisted == 0 {
-            return out;
-        }
+        let mut out = Vec::with_capacity(self.unpersisted.min(1 << 20));
         for (key, slot) in &self.slots {
             let imps = slot.impressions.iter().filter(|c| !c.persisted);
             out.extend(imps.map(|c| (*key, Entry::Impression(&c.value))));
@@ -358,15 +357,18 @@ impl Window {
     }
 
     /// Records that the store now holds every entry: call once the entries
-    /// of [`Self::unpersisted`] are written. Returns how many they were.
+    /// of [`Self::unpersisted`] are written. Returns how many were not.
     pub fn mark_persisted(&mut self) -> usize {
-        let n = self.unpersisted;
-        if n == 0 {
-            return 0;
-        }
+        let mut n = 0;
         for slot in self.slots.values_mut() {
-            slot.impressions.iter_mut().for_each(|c| c.persisted = true);
-            slot.plays.iter_mut().for_each(|c| c.persisted = true);
+            for c in slot.impressions.iter_mut().filter(|c| !c.persisted) {
+                c.persisted = true;
+                n += 1;
+            }
+            for c in slot.plays.iter_mut().filter(|c| !c.persisted) {
+                c.persisted = true;
+                n += 1;
+            }
         }
         self.unpersisted = 0;
         n
