@@ -16,7 +16,7 @@ use state_core::{
 };
 use std::collections::HashSet;
 use std::ops::Bound;
-use window::Window;
+use window::{Entry, Window};
 
 pub const IMPRESSIONS_STATE: &str = "impressions";
 pub const PLAYS_STATE: &str = "plays";
@@ -286,7 +286,7 @@ impl JoinOperator {
             },
         )?;
         result?;
-        self.writer().impression(&key, imp)?;
+        self.writer().buffer(&key, &Entry::Impression(imp))?;
         self.pending.insert(key);
         Ok(())
     }
@@ -309,7 +309,7 @@ impl JoinOperator {
             },
         )?;
         result?;
-        self.writer().play(&key, play)?;
+        self.writer().buffer(&key, &Entry::Play(play))?;
         self.pending.insert(key);
         Ok(())
     }
@@ -420,7 +420,7 @@ impl JoinOperator {
         let mut entries: Vec<_> = window
             .unpersisted()
             .into_iter()
-            .filter(|(_, e)| entry_cleanup(e, lateness) > watermark)
+            .filter(|(_, e)| Stored::of(e, lateness).cleanup > watermark)
             .map(|(k, e)| (state_core::key_group_of(&k, mp), k, e))
             .collect();
         entries.sort_unstable_by_key(|(kg, k, e)| (*kg, *k, e.order()));
@@ -432,30 +432,18 @@ impl JoinOperator {
             cfg: self.cfg,
         };
         for (_, key, entry) in &entries {
-            match entry {
-                window::Entry::Impression(i) => writer.put_impression(key, i)?,
-                window::Entry::Play(p) => writer.put_play(key, p)?,
-            }
+            writer.put(key, entry)?;
             writer.commit_if_full()?;
         }
         if self.cfg.cleanup == Cleanup::Timers {
+            // Timers are keyed by time first: written in time order.
             let mut timers: Vec<_> = entries
                 .iter()
-                .map(|(kg, key, entry)| {
-                    let (side, uk) = match entry {
-                        window::Entry::Impression(i) => {
-                            (SIDE_IMPRESSION, user_key(i.ts_ms, i.impression_id))
-                        }
-                        window::Entry::Play(p) => (SIDE_PLAY, user_key(p.ts_ms, p.play_id)),
-                    };
-                    (entry_cleanup(entry, lateness), *kg, *key, side, uk)
-                })
+                .map(|(kg, key, entry)| (Stored::of(entry, lateness), *kg, *key))
                 .collect();
-            timers.sort_unstable();
-            for (at, _, key, side, uk) in &timers {
-                writer
-                    .timers
-                    .register_in(writer.batch, key, *at, &payload(*side, uk))?;
+            timers.sort_unstable_by_key(|(s, kg, key)| (s.cleanup, *kg, *key, s.side, s.user_key));
+            for (stored, _, key) in &timers {
+                writer.timer(key, stored)?;
                 writer.commit_if_full()?;
             }
         }
@@ -524,19 +512,37 @@ fn impression_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
         .saturating_add(1)
 }
 
-fn entry_cleanup(entry: &window::Entry<'_>, allowed_lateness_ms: i64) -> i64 {
-    match entry {
-        window::Entry::Impression(i) => impression_cleanup(i.ts_ms, allowed_lateness_ms),
-        window::Entry::Play(p) => play_cleanup(p.ts_ms, allowed_lateness_ms),
-    }
-}
-
 /// The event time at which a play can no longer match an on-time impression.
 fn play_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
     ts_ms.saturating_add(allowed_lateness_ms).saturating_add(1)
 }
 
-/// Buffers one event in the map states with its cleanup (a timer, or an
+/// How the store records a buffered event: its user key `(ts, id)`, the
+/// tag of its cleanup timer's payload, and its cleanup time.
+struct Stored {
+    user_key: [u8; 16],
+    side: u8,
+    cleanup: i64,
+}
+
+impl Stored {
+    fn of(entry: &Entry<'_>, allowed_lateness_ms: i64) -> Self {
+        match entry {
+            Entry::Impression(i) => Stored {
+                user_key: user_key(i.ts_ms, i.impression_id),
+                side: SIDE_IMPRESSION,
+                cleanup: impression_cleanup(i.ts_ms, allowed_lateness_ms),
+            },
+            Entry::Play(p) => Stored {
+                user_key: user_key(p.ts_ms, p.play_id),
+                side: SIDE_PLAY,
+                cleanup: play_cleanup(p.ts_ms, allowed_lateness_ms),
+            },
+        }
+    }
+}
+
+/// Buffers events in the map states with their cleanup (a timer, or an
 /// expiry under `--cleanup ttl`).
 struct EntryWriter<'a> {
     impressions: &'a MapState<ImpressionCodec>,
@@ -547,53 +553,37 @@ struct EntryWriter<'a> {
 }
 
 impl EntryWriter<'_> {
-    /// The impression and its cleanup.
-    fn impression(&mut self, key: &[u8; 16], imp: &Impression) -> Result<(), OperatorError> {
-        self.put_impression(key, imp)?;
+    /// The entry and its cleanup.
+    fn buffer(&mut self, key: &[u8; 16], entry: &Entry<'_>) -> Result<(), OperatorError> {
+        self.put(key, entry)?;
         if self.cfg.cleanup == Cleanup::Timers {
-            let uk = user_key(imp.ts_ms, imp.impression_id);
-            let at = impression_cleanup(imp.ts_ms, self.cfg.allowed_lateness_ms);
-            self.timers
-                .register_in(self.batch, key, at, &payload(SIDE_IMPRESSION, &uk))?;
-        }
-        Ok(())
-    }
-
-    /// The play and its cleanup.
-    fn play(&mut self, key: &[u8; 16], play: &Play) -> Result<(), OperatorError> {
-        self.put_play(key, play)?;
-        if self.cfg.cleanup == Cleanup::Timers {
-            let uk = user_key(play.ts_ms, play.play_id);
-            let at = play_cleanup(play.ts_ms, self.cfg.allowed_lateness_ms);
-            self.timers
-                .register_in(self.batch, key, at, &payload(SIDE_PLAY, &uk))?;
+            self.timer(key, &Stored::of(entry, self.cfg.allowed_lateness_ms))?;
         }
         Ok(())
     }
 
     /// The map entry alone (with its expiry under `--cleanup ttl`).
-    fn put_impression(&mut self, key: &[u8; 16], imp: &Impression) -> Result<(), OperatorError> {
-        let uk = user_key(imp.ts_ms, imp.impression_id);
-        match self.cfg.cleanup {
-            Cleanup::Ttl => {
-                let at = impression_cleanup(imp.ts_ms, self.cfg.allowed_lateness_ms);
-                self.impressions
-                    .put_expiring_in(self.batch, key, &uk, imp, at)?
+    fn put(&mut self, key: &[u8; 16], entry: &Entry<'_>) -> Result<(), OperatorError> {
+        let s = Stored::of(entry, self.cfg.allowed_lateness_ms);
+        let (uk, at, batch) = (&s.user_key, s.cleanup, &mut *self.batch);
+        match (self.cfg.cleanup, entry) {
+            (Cleanup::Ttl, Entry::Impression(i)) => {
+                self.impressions.put_expiring_in(batch, key, uk, i, at)?
             }
-            Cleanup::Timers => self.impressions.put_in(self.batch, key, &uk, imp)?,
+            (Cleanup::Ttl, Entry::Play(p)) => self.plays.put_expiring_in(batch, key, uk, p, at)?,
+            (Cleanup::Timers, Entry::Impression(i)) => {
+                self.impressions.put_in(batch, key, uk, i)?
+            }
+            (Cleanup::Timers, Entry::Play(p)) => self.plays.put_in(batch, key, uk, p)?,
         }
         Ok(())
     }
 
-    fn put_play(&mut self, key: &[u8; 16], play: &Play) -> Result<(), OperatorError> {
-        let uk = user_key(play.ts_ms, play.play_id);
-        match self.cfg.cleanup {
-            Cleanup::Ttl => {
-                let at = play_cleanup(play.ts_ms, self.cfg.allowed_lateness_ms);
-                self.plays.put_expiring_in(self.batch, key, &uk, play, at)?
-            }
-            Cleanup::Timers => self.plays.put_in(self.batch, key, &uk, play)?,
-        }
+    /// The cleanup timer alone.
+    fn timer(&mut self, key: &[u8; 16], s: &Stored) -> Result<(), OperatorError> {
+        let payload = payload(s.side, &s.user_key);
+        self.timers
+            .register_in(self.batch, key, s.cleanup, &payload)?;
         Ok(())
     }
 

@@ -141,8 +141,6 @@ pub struct Window {
     slots: FxHashMap<[u8; 16], Slot>,
     impression_expiries: ExpiryQueue,
     play_expiries: ExpiryQueue,
-    /// Entries not yet written to the store.
-    unpersisted: usize,
     /// The window is complete once the watermark reaches this event time:
     /// `i64::MIN` from the start, `i64::MAX` while unknown.
     complete_from: i64,
@@ -163,7 +161,6 @@ impl Window {
             slots: FxHashMap::default(),
             impression_expiries: ExpiryQueue::default(),
             play_expiries: ExpiryQueue::default(),
-            unpersisted: 0,
             complete_from,
             watermark: i64::MIN,
             max_expiry: i64::MIN,
@@ -199,26 +196,14 @@ impl Window {
         let impressions = impressions.into_iter().filter(|(_, at)| *at > live);
         let plays: Vec<_> = plays.into_iter().filter(|(_, at)| *at > live).collect();
         for (imp, at) in impressions {
-            self.queue(Side::Impression).push(Expiry {
-                at,
-                key,
-                ts: imp.ts(),
-                id: imp.id(),
-            });
-            self.bytes += ENTRY_OVERHEAD + imp.heap_bytes();
+            self.track(key, Side::Impression, &imp, at);
             slot.impressions.push(Cached {
                 value: imp,
                 persisted: true,
             });
         }
         for (play, at) in plays {
-            self.queue(Side::Play).push(Expiry {
-                at,
-                key,
-                ts: play.ts(),
-                id: play.id(),
-            });
-            self.bytes += ENTRY_OVERHEAD;
+            self.track(key, Side::Play, &play, at);
             slot.plays.push(Cached {
                 value: play,
                 persisted: true,
@@ -248,18 +233,19 @@ impl Window {
     }
 
     pub fn add_impression(&mut self, key: [u8; 16], imp: Impression, expires_at: i64) {
-        self.note_added(key, Side::Impression, imp.ts(), imp.id(), expires_at);
-        self.bytes += imp.heap_bytes();
+        self.track(key, Side::Impression, &imp, expires_at);
+        self.max_expiry = self.max_expiry.max(expires_at);
         let slot = self.slot_for_insert(key);
         let replaced = insert_sorted(&mut slot.impressions, imp);
-        self.note_replaced(replaced);
+        self.untrack_replaced(replaced);
     }
 
     pub fn add_play(&mut self, key: [u8; 16], play: Play, expires_at: i64) {
-        self.note_added(key, Side::Play, play.ts(), play.id(), expires_at);
+        self.track(key, Side::Play, &play, expires_at);
+        self.max_expiry = self.max_expiry.max(expires_at);
         let slot = self.slot_for_insert(key);
         let replaced = insert_sorted(&mut slot.plays, play);
-        self.note_replaced(replaced);
+        self.untrack_replaced(replaced);
     }
 
     /// The last event time passed to [`Self::expire`].
@@ -269,13 +255,11 @@ impl Window {
 
     /// An event repeated with the same `(ts, id)` replaces the one held, as
     /// the store's put of the same user key would: the join must not depend
-    /// on whether the first copy had reached the store.
-    fn note_replaced(&mut self, replaced: Option<(usize, bool)>) {
-        if let Some((heap, persisted)) = replaced {
+    /// on whether the first copy had reached the store. Its expiry record
+    /// stays queued and finds nothing when due.
+    fn untrack_replaced(&mut self, replaced_heap_bytes: Option<usize>) {
+        if let Some(heap) = replaced_heap_bytes {
             self.bytes = self.bytes.saturating_sub(ENTRY_OVERHEAD + heap);
-            if !persisted {
-                self.unpersisted = self.unpersisted.saturating_sub(1);
-            }
         }
     }
 
@@ -286,16 +270,11 @@ impl Window {
         }
     }
 
-    fn note_added(&mut self, key: [u8; 16], side: Side, ts: i64, id: i64, expires_at: i64) {
-        self.queue(side).push(Expiry {
-            at: expires_at,
-            key,
-            ts,
-            id,
-        });
-        self.max_expiry = self.max_expiry.max(expires_at);
-        self.unpersisted += 1;
-        self.bytes += ENTRY_OVERHEAD;
+    /// Queues the entry's expiry and counts its memory.
+    fn track(&mut self, key: [u8; 16], side: Side, value: &impl Buffered, at: i64) {
+        let (ts, id) = (value.ts(), value.id());
+        self.queue(side).push(Expiry { at, key, ts, id });
+        self.bytes += ENTRY_OVERHEAD + value.heap_bytes();
     }
 
     fn slot_for_insert(&mut self, key: [u8; 16]) -> &mut Slot {
@@ -332,21 +311,17 @@ impl Window {
             self.slots.remove(&e.key);
             self.bytes = self.bytes.saturating_sub(SLOT_OVERHEAD);
         }
-        let Some((heap, persisted)) = removed else {
+        let Some(heap) = removed else {
             return false;
         };
         self.bytes = self.bytes.saturating_sub(ENTRY_OVERHEAD + heap);
-        if !persisted {
-            self.unpersisted = self.unpersisted.saturating_sub(1);
-        }
         true
     }
 
-    /// The entries not yet in the store, in no particular order. Always a
-    /// scan of the whole window (a few milliseconds per barrier): what a
-    /// checkpoint holds must not depend on a counter being right.
+    /// The entries not yet in the store, in no particular order: a scan of
+    /// the whole window (a few milliseconds per barrier).
     pub fn unpersisted(&self) -> Vec<([u8; 16], Entry<'_>)> {
-        let mut out = Vec::with_capacity(self.unpersisted.min(1 << 20));
+        let mut out = Vec::new();
         for (key, slot) in &self.slots {
             let imps = slot.impressions.iter().filter(|c| !c.persisted);
             out.extend(imps.map(|c| (*key, Entry::Impression(&c.value))));
@@ -370,7 +345,6 @@ impl Window {
                 n += 1;
             }
         }
-        self.unpersisted = 0;
         n
     }
 
@@ -394,7 +368,10 @@ impl Window {
     /// Forgets everything; call after [`Self::mark_persisted`]. From now on a
     /// missing key must be read from the store.
     pub fn evict_all(&mut self) {
-        debug_assert_eq!(self.unpersisted, 0, "evicting unpersisted entries");
+        debug_assert!(
+            self.unpersisted().is_empty(),
+            "evicting unpersisted entries"
+        );
         self.slots = FxHashMap::default();
         self.impression_expiries = ExpiryQueue::default();
         self.play_expiries = ExpiryQueue::default();
@@ -402,11 +379,13 @@ impl Window {
         self.bytes = 0;
     }
 
-    pub fn approximate_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn approximate_bytes(&self) -> usize {
         self.bytes
     }
 
-    pub fn entries(&self) -> usize {
+    #[cfg(test)]
+    fn entries(&self) -> usize {
         self.slots
             .values()
             .map(|s| s.impressions.len() + s.plays.len())
@@ -424,9 +403,9 @@ fn between<T: Buffered>(list: &[Cached<T>], lo: i64, hi: i64) -> impl Iterator<I
 
 /// Inserts in `(ts, id)` order; events arrive nearly in time order, so the
 /// search usually ends at the tail.
-/// Returns the heap bytes and persisted flag of an entry with the same
-/// `(ts, id)` that the new one replaced.
-fn insert_sorted<T: Buffered>(list: &mut Vec<Cached<T>>, value: T) -> Option<(usize, bool)> {
+/// Returns the heap bytes of an entry with the same `(ts, id)` that the new
+/// one replaced.
+fn insert_sorted<T: Buffered>(list: &mut Vec<Cached<T>>, value: T) -> Option<usize> {
     if list.len() == list.capacity() && list.len() < 4 {
         // Most keys hold one or two events: `push` would reserve four.
         list.reserve_exact(1);
@@ -444,7 +423,7 @@ fn insert_sorted<T: Buffered>(list: &mut Vec<Cached<T>>, value: T) -> Option<(us
     match list.get_mut(at) {
         Some(c) if (c.value.ts(), c.value.id()) == k => {
             let old = std::mem::replace(c, fresh);
-            Some((old.value.heap_bytes(), old.persisted))
+            Some(old.value.heap_bytes())
         }
         _ => {
             list.insert(at, fresh);
@@ -453,16 +432,14 @@ fn insert_sorted<T: Buffered>(list: &mut Vec<Cached<T>>, value: T) -> Option<(us
     }
 }
 
-/// Removes the entry `(ts, id)`; returns its heap bytes and whether it was
-/// persisted, if it was there.
-fn remove_entry<T: Buffered>(list: &mut Vec<Cached<T>>, ts: i64, id: i64) -> Option<(usize, bool)> {
+/// Removes the entry `(ts, id)`; returns its heap bytes if it was there.
+fn remove_entry<T: Buffered>(list: &mut Vec<Cached<T>>, ts: i64, id: i64) -> Option<usize> {
     let at = list.partition_point(|c| (c.value.ts(), c.value.id()) < (ts, id));
     let c = list.get(at)?;
     if (c.value.ts(), c.value.id()) != (ts, id) {
         return None;
     }
-    let c = list.remove(at);
-    Some((c.value.heap_bytes(), c.persisted))
+    Some(list.remove(at).value.heap_bytes())
 }
 
 #[cfg(test)]
