@@ -126,6 +126,16 @@ impl JobStore {
         }
     }
 
+    /// The same job with other options (a restore that syncs nothing
+    /// itself, a GC with another grace period).
+    pub fn with_options(&self, opts: JobStoreOptions) -> JobStore {
+        JobStore {
+            store: self.store.clone(),
+            prefix: self.prefix.clone(),
+            opts: Arc::new(opts),
+        }
+    }
+
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
     }

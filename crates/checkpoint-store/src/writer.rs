@@ -262,7 +262,23 @@ impl Writer {
         files: &[LocalFile],
         meta: CheckpointMeta,
     ) -> Result<Manifest, CheckpointError> {
-        self.commit_inner(local_dir, files, meta, None).await
+        self.commit_inner(local_dir, files, meta, None, &[]).await
+    }
+
+    /// Like [`Writer::commit_checkpoint`], and the checkpoint also references
+    /// `reused`: shared files that a retained checkpoint of this job already
+    /// holds (taken from its manifest), so they need no local copy and are
+    /// not uploaded again. A file no retained checkpoint holds is refused:
+    /// GC may have deleted it.
+    pub async fn commit_checkpoint_reusing(
+        &self,
+        local_dir: &FsPath,
+        files: &[LocalFile],
+        reused: &[ManifestFile],
+        meta: CheckpointMeta,
+    ) -> Result<Manifest, CheckpointError> {
+        self.commit_inner(local_dir, files, meta, None, reused)
+            .await
     }
 
     /// Fails fast (before uploading private files) if a newer writer already
@@ -520,6 +536,7 @@ impl Writer {
                     source: format!("{}/{}", source.store, source.prefix),
                     id,
                 }),
+                &[],
             )
             .await
         }
@@ -534,9 +551,11 @@ impl Writer {
         files: &[LocalFile],
         meta: CheckpointMeta,
         adopted: Option<AdoptedFrom>,
+        reused: &[ManifestFile],
     ) -> Result<Manifest, CheckpointError> {
         let mut state = self.state.lock().await;
         check_files(files)?;
+        let reused = check_reused(reused, files, &state)?;
         if let Some((id, mp)) = state.max_parallelism {
             if mp != meta.max_parallelism {
                 return Err(CheckpointError::MaxParallelismMismatch {
@@ -552,7 +571,8 @@ impl Writer {
                 meta.id, state.next_id
             )));
         }
-        let shared = self.upload_shared(local_dir, files, &state).await?;
+        let mut shared = self.upload_shared(local_dir, files, &state).await?;
+        shared.extend(reused);
         loop {
             let id = state.next_id;
             self.check_slot_free(id).await?;
@@ -588,6 +608,43 @@ fn check_files(files: &[LocalFile]) -> Result<(), CheckpointError> {
         }
     }
     Ok(())
+}
+
+/// Reused files must be shared objects of a retained checkpoint, with names
+/// distinct from each other and from the local files.
+fn check_reused(
+    reused: &[ManifestFile],
+    files: &[LocalFile],
+    state: &WriterState,
+) -> Result<Vec<Uploaded>, CheckpointError> {
+    let mut names: HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    let mut out = Vec::with_capacity(reused.len());
+    for f in reused {
+        validate_file_name(&f.name).map_err(|reason| {
+            CheckpointError::InvalidInput(format!("file name `{}`: {reason}", f.name))
+        })?;
+        if !names.insert(f.name.as_str()) {
+            return Err(CheckpointError::InvalidInput(format!(
+                "file `{}` listed twice",
+                f.name
+            )));
+        }
+        if f.kind != FileKind::Shared
+            || f.object != shared_key(&f.checksum)
+            || !state.known.contains_key(&f.checksum)
+        {
+            return Err(CheckpointError::InvalidInput(format!(
+                "reused file `{}` ({}) is not a shared object of a retained checkpoint",
+                f.name, f.object
+            )));
+        }
+        out.push(Uploaded {
+            file: f.clone(),
+            bytes_written: 0,
+            cache: None,
+        });
+    }
+    Ok(out)
 }
 
 /// The local-folder path: hash (unless cached), then copy if no

@@ -204,7 +204,9 @@ fn crash_and_restore_with_checkpoints_on_s3() {
     assert!(status.success(), "bucket {bucket} created");
 
     let tmp = tempfile::tempdir().unwrap();
-    let input = gen(&tmp.path().join("in"), 61, 50_000, 0.0);
+    // Long enough to outlast a checkpoint: barriers cost microseconds, and the
+    // job must still be running when one completes on S3.
+    let input = gen(&tmp.path().join("in"), 61, 300_000, 0.0);
     let oracle = input.oracle(0);
     let mut job = Job::new(
         &input,
@@ -221,9 +223,11 @@ fn crash_and_restore_with_checkpoints_on_s3() {
     ] {
         job.env.push((k.to_string(), v.to_string()));
     }
-    // An abrupt exit while the first upload runs, a SIGKILL once a
-    // checkpoint is complete on S3, then a SIGKILL at a random moment.
-    for crash in [Crash::StopAfter(4096), Crash::AfterNextCheckpoint] {
+    // An abrupt exit while the first upload runs, an abrupt exit right
+    // after a checkpoint is committed on S3 (deterministic: polling S3 for
+    // it raced a job whose barriers take microseconds), then a SIGKILL at a
+    // random moment.
+    for crash in [Crash::StopAfter(4096), Crash::AfterCommit(1)] {
         if let Outcome::Finished(s) = job.attempt(crash) {
             panic!("finished before the crash {crash:?}: {s}");
         }

@@ -463,6 +463,33 @@ fn inspect_checkpoint(
         manifest.key_group_range.0,
         manifest.key_group_range.1
     );
+    let layout = state_core::runs::layout_of(&manifest.states)
+        .map_err(|e| format!("checkpoint {}: layout document: {e}", manifest.id))?;
+    let layout_json = match &layout {
+        None => {
+            let _ = writeln!(t, "  layout v1: a RocksDB checkpoint directory");
+            json!({"version": 1})
+        }
+        Some(l) => {
+            let slices = l
+                .runs
+                .iter()
+                .filter(|r| matches!(r.kind, state_core::runs::RunKind::Slice { .. }))
+                .count();
+            let deltas = l.runs.len() - slices;
+            let bytes: u64 = l.runs.iter().map(|r| r.bytes).sum();
+            let changed = manifest.states["changed_bytes"].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                t,
+                "  layout v2: {} runs ({slices} slices, {deltas} deltas, {} logical)  changed since parent {}",
+                l.runs.len(),
+                bytes_str(bytes),
+                bytes_str(changed)
+            );
+            json!({"version": 2, "runs": l.runs.len(), "slices": slices, "deltas": deltas,
+                "logical_bytes": bytes, "changed_bytes": changed})
+        }
+    };
     let mut states = Vec::new();
     for m in &metas {
         let d = stats
@@ -522,7 +549,7 @@ fn inspect_checkpoint(
         "parent": manifest.parent, "created_ms": manifest.created_ms, "files": manifest.files.len(),
         "total_bytes": manifest.total_bytes, "uploaded_bytes": manifest.uploaded_bytes,
         "max_parallelism": manifest.max_parallelism, "key_group_range": [manifest.key_group_range.0, manifest.key_group_range.1],
-        "deep": deep, "states": states, "user": manifest.user});
+        "deep": deep, "layout": layout_json, "states": states, "user": manifest.user});
     Ok(Outcome::ok(j, t))
 }
 

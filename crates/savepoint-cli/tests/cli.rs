@@ -267,6 +267,9 @@ fn end_to_end(f: &Fixture, sp: &str) {
     let insp = ok_json(&["inspect", job]);
     assert_eq!(insp["type"], "checkpoint");
     assert_eq!(insp["user"]["offsets"]["impressions"], 3000);
+    // The default layout: sorted runs, at least the first checkpoint's slice.
+    assert_eq!(insp["layout"]["version"], 2, "{}", insp["layout"]);
+    assert!(insp["layout"]["slices"].as_u64().unwrap() >= 1);
     let profiles = insp["states"]
         .as_array()
         .unwrap()

@@ -5,7 +5,7 @@
 //! a batch until it is committed: callers commit before reading a key they
 //! have written in the pending batch.
 
-use crate::error::{Result, StateError};
+use crate::error::Result;
 use crate::store::StateStore;
 use rocksdb::ColumnFamily;
 
@@ -52,9 +52,6 @@ impl StateBatch {
         self.ops = 0;
         let inner = &self.store.inner;
         inner.note_written(batch.size_in_bytes());
-        inner
-            .db
-            .write_opt(batch, &inner.write_opts)
-            .map_err(StateError::rocks("batch write"))
+        inner.write(batch, "batch write")
     }
 }

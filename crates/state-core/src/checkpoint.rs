@@ -10,13 +10,18 @@
 use crate::error::{Result, StateError};
 use crate::keygroup::KeyGroupRange;
 use crate::options::StoreOptions;
+use crate::runs::{
+    ingest_runs, layout_of, live_runs, seal_delta, write_slice, FileNamer, OwnedSnapshot, Pos, Run,
+    RunKind, RunLayout, RUNS_LAYOUT_VERSION,
+};
 use crate::store::StateStore;
 use checkpoint_store::{
-    CheckpointMeta, FileKind, JobStore, JobStoreOptions, LocalFile, Manifest, Writer,
+    CheckpointMeta, FileKind, JobStore, JobStoreOptions, LocalFile, Manifest, ManifestFile, Writer,
 };
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Format version of the `states` document a checkpoint manifest carries.
@@ -35,10 +40,68 @@ pub struct TriggeredCheckpoint {
 pub struct CompletedCheckpoint {
     pub sequence: u64,
     pub sync_pause: Duration,
+    /// From the end of the pause to the commit (or failure).
     pub upload_time: Duration,
+    /// Part of `upload_time` spent writing the checkpoint's files locally
+    /// before uploading them (layout v2: sealing the change log and writing
+    /// a slice; v1: none).
+    pub prepare_time: Duration,
     pub result: Result<Manifest>,
     /// Logical bytes of state written since the previous checkpoint.
     pub changed_bytes: u64,
+}
+
+/// How a checkpoint lays the state out in the object store.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CheckpointLayout {
+    /// v1: a RocksDB checkpoint (flush in the pause, then the live SST
+    /// files). Uploads follow the local compactions.
+    Files,
+    /// v2: sorted runs written from the change log and from a snapshot
+    /// (`docs/checkpoint-runs.md`): no flush in the pause, and uploads
+    /// proportional to the changes.
+    Runs(RunOptions),
+}
+
+/// Tuning of layout v2 checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunOptions {
+    /// Each checkpoint uploads about this many times the bytes written since
+    /// the previous one: the changes, plus a slice of the state that retires
+    /// older changes. Higher: more upload, fewer runs for a restore to read.
+    pub upload_ratio: f64,
+    /// A slice starts a new file past this size.
+    pub slice_file_bytes: u64,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            upload_ratio: 1.4,
+            slice_file_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Default for CheckpointLayout {
+    fn default() -> Self {
+        CheckpointLayout::Runs(RunOptions::default())
+    }
+}
+
+/// Runs committed and runs written locally but not yet committed.
+struct RunState {
+    dir: PathBuf,
+    committed: Vec<Run>,
+    /// Manifest entries of the committed runs' files, by file name.
+    committed_files: HashMap<String, ManifestFile>,
+    /// Runs of checkpoints whose commit failed: their files stay local and
+    /// go with the next checkpoint, which must include their changes.
+    pending: Vec<Run>,
+    cursor: Pos,
+    /// A change log was lost (an error while sealing it): the next
+    /// checkpoint writes the whole state.
+    needs_base: bool,
 }
 
 /// Takes checkpoints of stores into one job's checkpoint log.
@@ -56,6 +119,12 @@ pub struct Checkpointer {
     written_at_last: u64,
     /// The last checkpoint committed to the job's log: the parent of the next.
     last_committed: Option<u64>,
+    layout: CheckpointLayout,
+    /// Identifies this checkpointer's cuts of a store's change log.
+    owner: u64,
+    runs: Arc<Mutex<RunState>>,
+    /// The store whose changes this checkpointer captures (stopped on drop).
+    captured: Option<StateStore>,
 }
 
 /// A runtime for object-store I/O that does not compete with the operator
@@ -94,6 +163,14 @@ impl Checkpointer {
         let last_committed = runtime.block_on(job.latest())?.map(|m| m.id);
         let writer = runtime.block_on(job.claim_epoch())?;
         let (tx, rx) = mpsc::channel();
+        let runs = RunState {
+            dir: staging.join(format!("runs-{}", writer.epoch())),
+            committed: Vec::new(),
+            committed_files: HashMap::new(),
+            pending: Vec::new(),
+            cursor: Pos::start(),
+            needs_base: true,
+        };
         Ok(Checkpointer {
             runtime,
             job,
@@ -106,7 +183,21 @@ impl Checkpointer {
             rx,
             written_at_last: 0,
             last_committed,
+            layout: CheckpointLayout::default(),
+            owner: rand::random::<u64>() | 1,
+            runs: Arc::new(Mutex::new(runs)),
+            captured: None,
         })
+    }
+
+    /// Chooses the layout of the checkpoints to come (default: runs).
+    pub fn with_layout(mut self, layout: CheckpointLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    pub fn layout(&self) -> CheckpointLayout {
+        self.layout
     }
 
     pub fn job(&self) -> &JobStore {
@@ -142,6 +233,9 @@ impl Checkpointer {
     ) -> Result<Option<TriggeredCheckpoint>> {
         if self.in_flight >= self.max_in_flight {
             return Ok(None);
+        }
+        if let CheckpointLayout::Runs(opts) = self.layout {
+            return self.trigger_runs(store, user, opts).map(Some);
         }
         let started = Instant::now();
         let sequence = self.next_sequence;
@@ -189,6 +283,7 @@ impl Checkpointer {
                     sequence,
                     sync_pause,
                     upload_time: upload_start.elapsed(),
+                    prepare_time: Duration::ZERO,
                     result,
                     changed_bytes,
                 });
@@ -199,6 +294,76 @@ impl Checkpointer {
             sequence,
             sync_pause,
         }))
+    }
+
+    /// The synchronous part of a v2 checkpoint: a cut of the change log and
+    /// a snapshot, both under the store's write gate. Sealing the log into
+    /// a run, writing a slice from the snapshot and the upload run on a
+    /// background thread.
+    fn trigger_runs(
+        &mut self,
+        store: &StateStore,
+        user: serde_json::Value,
+        opts: RunOptions,
+    ) -> Result<TriggeredCheckpoint> {
+        let started = Instant::now();
+        let sequence = self.next_sequence;
+        let inner = &store.inner;
+        let (log, complete, snapshot) = inner.changes.cut(self.owner, || OwnedSnapshot::new(inner));
+        self.captured = Some(store.clone());
+        let written = store.bytes_written();
+        let changed_bytes = written.saturating_sub(self.written_at_last);
+        self.written_at_last = written;
+        let meta = CheckpointMeta {
+            id: 0,
+            parent: self.last_committed,
+            key_group_range: (store.key_groups().start, store.key_groups().end),
+            max_parallelism: store.max_parallelism(),
+            states: {
+                let mut doc = store.states_document();
+                doc["changed_bytes"] = serde_json::json!(changed_bytes);
+                doc
+            },
+            user,
+        };
+        let sync_pause = started.elapsed();
+        self.next_sequence += 1;
+        let cut = Cut {
+            barrier: sequence,
+            epoch: self.writer.epoch(),
+            log,
+            complete,
+            snapshot,
+            cf_names: inner.changes.cf_names().clone(),
+            budget: (changed_bytes as f64 * (opts.upload_ratio - 1.0).max(0.0)) as u64,
+            slice_file_bytes: opts.slice_file_bytes,
+            changed_bytes,
+        };
+        let writer = self.writer.clone();
+        let tx = self.tx.clone();
+        let runtime = self.runtime.clone();
+        let runs = self.runs.clone();
+        std::thread::Builder::new()
+            .name(format!("checkpoint-{sequence}"))
+            .spawn(move || {
+                let upload_start = Instant::now();
+                let mut prepare_time = Duration::ZERO;
+                let result = commit_runs(&runtime, &writer, &runs, cut, meta, &mut prepare_time);
+                let _ = tx.send(CompletedCheckpoint {
+                    sequence,
+                    sync_pause,
+                    upload_time: upload_start.elapsed(),
+                    prepare_time,
+                    result,
+                    changed_bytes,
+                });
+            })
+            .map_err(StateError::io("starting the upload thread"))?;
+        self.in_flight += 1;
+        Ok(TriggeredCheckpoint {
+            sequence,
+            sync_pause,
+        })
     }
 
     /// Checkpoints that finished since the last call, without blocking.
@@ -227,6 +392,162 @@ impl Checkpointer {
         self.note_committed(&done);
         Some(done)
     }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Nobody takes the store's change log any more: stop recording it.
+        if let Some(store) = &self.captured {
+            store.inner.changes.stop(self.owner);
+        }
+    }
+}
+
+/// What a v2 checkpoint's barrier hands to the background thread.
+struct Cut {
+    barrier: u64,
+    epoch: u64,
+    log: Vec<u8>,
+    /// The log holds every write since this checkpointer's previous cut.
+    complete: bool,
+    snapshot: OwnedSnapshot,
+    cf_names: HashMap<u32, String>,
+    /// Logical bytes of state a slice may add to this checkpoint's upload.
+    budget: u64,
+    slice_file_bytes: u64,
+    changed_bytes: u64,
+}
+
+/// Seals the cut into runs, commits the live runs as a checkpoint, and
+/// keeps the run state in step with what was committed.
+fn commit_runs(
+    runtime: &tokio::runtime::Runtime,
+    writer: &Writer,
+    runs: &Mutex<RunState>,
+    cut: Cut,
+    mut meta: CheckpointMeta,
+    prepare_time: &mut Duration,
+) -> Result<Manifest> {
+    let started = Instant::now();
+    let mut st = runs.lock().unwrap_or_else(|p| p.into_inner());
+    let sealed = seal_cut(&mut st, cut);
+    *prepare_time = started.elapsed();
+    let new = match sealed {
+        Ok(new) => new,
+        Err(e) => {
+            // The log is gone: only a whole copy of the state can follow.
+            st.needs_base = true;
+            return Err(e);
+        }
+    };
+    let mut candidates: Vec<Run> = st.committed.clone();
+    candidates.extend(st.pending.iter().cloned());
+    candidates.extend(new);
+    let live = live_runs(&candidates);
+    let committed_names: HashSet<&str> = st
+        .committed
+        .iter()
+        .flat_map(|r| r.files.iter().map(|f| f.name.as_str()))
+        .collect();
+    let mut reused = Vec::new();
+    let mut local = Vec::new();
+    for f in live.iter().flat_map(|r| r.files.iter()) {
+        match st.committed_files.get(&f.name) {
+            Some(m) => reused.push(m.clone()),
+            None => local.push(LocalFile::shared(f.name.clone())),
+        }
+    }
+    let live_names: HashSet<&str> = live
+        .iter()
+        .flat_map(|r| r.files.iter().map(|f| f.name.as_str()))
+        .collect();
+    for f in candidates.iter().flat_map(|r| r.files.iter()) {
+        if !live_names.contains(f.name.as_str()) && !committed_names.contains(f.name.as_str()) {
+            let _ = std::fs::remove_file(st.dir.join(&f.name));
+        }
+    }
+    let layout = RunLayout {
+        version: RUNS_LAYOUT_VERSION,
+        runs: live.clone(),
+        cursor: st.cursor.clone(),
+    };
+    meta.states["layout"] = serde_json::to_value(&layout)
+        .map_err(|e| StateError::InvalidOption(format!("layout document: {e}")))?;
+    let result = runtime.block_on(writer.commit_checkpoint_reusing(&st.dir, &local, &reused, meta));
+    match result {
+        Ok(manifest) => {
+            st.committed_files = manifest
+                .files
+                .iter()
+                .filter(|f| live_names.contains(f.name.as_str()))
+                .map(|f| (f.name.clone(), f.clone()))
+                .collect();
+            for f in &local {
+                let _ = std::fs::remove_file(st.dir.join(&f.name));
+            }
+            st.committed = live;
+            st.pending.clear();
+            Ok(manifest)
+        }
+        Err(e) => {
+            st.pending = live
+                .into_iter()
+                .filter(|r| {
+                    r.files
+                        .iter()
+                        .all(|f| !st.committed_files.contains_key(&f.name))
+                })
+                .collect();
+            Err(e.into())
+        }
+    }
+}
+
+/// Writes the runs of one barrier: the delta of its change log, and a
+/// slice of the state (the whole state when there is no complete base).
+fn seal_cut(st: &mut RunState, cut: Cut) -> Result<Vec<Run>> {
+    std::fs::create_dir_all(&st.dir)
+        .map_err(StateError::io(format!("creating {}", st.dir.display())))?;
+    let mut namer = FileNamer {
+        dir: st.dir.clone(),
+        epoch: cut.epoch,
+        barrier: cut.barrier,
+        next: 0,
+        slice_file_bytes: cut.slice_file_bytes,
+    };
+    let full = st.needs_base || !cut.complete;
+    let mut new = Vec::new();
+    if !full {
+        new.extend(seal_delta(&cut.log, &cut.cf_names, &mut namer)?);
+    }
+    drop(cut.log);
+    let deltas_live = st
+        .committed
+        .iter()
+        .chain(&st.pending)
+        .chain(&new)
+        .any(|r| r.kind == RunKind::Delta);
+    let slice = if full {
+        Some(write_slice(&cut.snapshot, &Pos::start(), None, &mut namer)?)
+    } else if deltas_live && cut.changed_bytes > 0 {
+        Some(write_slice(
+            &cut.snapshot,
+            &st.cursor,
+            Some(cut.budget.max(1)),
+            &mut namer,
+        )?)
+    } else {
+        None
+    };
+    drop(cut.snapshot);
+    if let Some(s) = slice {
+        if let RunKind::Slice { to, .. } = &s.kind {
+            st.cursor = to.clone().unwrap_or_else(Pos::start);
+        }
+        new.push(s);
+    }
+    st.needs_base = false;
+    Ok(new)
 }
 
 impl StateStore {
@@ -327,10 +648,100 @@ pub fn restore(
             manifest.id
         )));
     }
-    runtime.block_on(job.restore(manifest.id, local_dir))?;
+    let layout = layout_of(&manifest.states).map_err(|r| corrupt_manifest(manifest.id, &r))?;
+    match layout {
+        None => {
+            runtime.block_on(job.restore(manifest.id, local_dir))?;
+        }
+        Some(layout) => restore_runs(runtime, job, &manifest, &layout, local_dir)?,
+    }
     let store = StateStore::open(local_dir, opts)?;
     if wanted != held {
         store.retain_key_groups(wanted)?;
     }
     Ok((store, manifest))
+}
+
+/// Restores a v2 checkpoint: downloads (and verifies) its runs next to
+/// `local_dir`, ingests them into a fresh database beside it, then moves the
+/// database into place. `local_dir` must not exist or be empty.
+fn restore_runs(
+    runtime: &tokio::runtime::Runtime,
+    job: &JobStore,
+    manifest: &Manifest,
+    layout: &RunLayout,
+    local_dir: &Path,
+) -> Result<()> {
+    let listed: HashSet<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
+    if let Some(f) = layout
+        .runs
+        .iter()
+        .flat_map(|r| r.files.iter())
+        .find(|f| !listed.contains(f.name.as_str()))
+    {
+        return Err(corrupt_manifest(
+            manifest.id,
+            &format!("run file {} is not among the checkpoint's files", f.name),
+        ));
+    }
+    let occupied = std::fs::read_dir(local_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if occupied {
+        return Err(StateError::InvalidOption(format!(
+            "{} is not empty: a checkpoint is restored into a new directory",
+            local_dir.display()
+        )));
+    }
+    let base = local_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let parent = local_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let tag = format!("{:016x}", rand::random::<u64>());
+    let files_dir = parent.join(format!("{base}.runs-{tag}"));
+    let db_dir = parent.join(format!("{base}.ingesting-{tag}"));
+    // The downloaded runs need no sync of their own: ingestion syncs the
+    // files it links into the database, and compaction outputs are synced.
+    let fetch = job.with_options(JobStoreOptions {
+        fsync_restore: false,
+        ..job.options().clone()
+    });
+    let result = (|| {
+        let t = Instant::now();
+        runtime.block_on(fetch.restore(manifest.id, &files_dir))?;
+        let downloaded = t.elapsed();
+        ingest_runs(&db_dir, &files_dir, layout)?;
+        tracing::info!(
+            checkpoint = manifest.id,
+            runs = layout.runs.len(),
+            download_ms = downloaded.as_millis() as u64,
+            ingest_ms = (t.elapsed() - downloaded).as_millis() as u64,
+            "restored runs"
+        );
+
+        if local_dir.exists() {
+            std::fs::remove_dir(local_dir)
+                .map_err(StateError::io(format!("replacing {}", local_dir.display())))?;
+        }
+        std::fs::rename(&db_dir, local_dir).map_err(StateError::io(format!(
+            "moving the restored state to {}",
+            local_dir.display()
+        )))?;
+        if job.options().fsync_restore {
+            // Makes the rename durable.
+            std::fs::File::open(&parent)
+                .and_then(|d| d.sync_all())
+                .map_err(StateError::io(format!("syncing {}", parent.display())))?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&files_dir);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&db_dir);
+    }
+    result
 }

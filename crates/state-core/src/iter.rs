@@ -121,23 +121,19 @@ impl StateStore {
     /// parallelism.
     pub fn retain_key_groups(&self, keep: KeyGroupRange) -> Result<()> {
         let inner = &self.inner;
+        let mut ranges = WriteBatch::default();
         for info in inner.states.values() {
             let cf = inner.cf(&info.cf)?;
             if keep.start > 0 {
-                inner
-                    .db
-                    .delete_range_cf(
-                        cf,
-                        keys::key_group_start(0),
-                        keys::key_group_start(keep.start),
-                    )
-                    .map_err(StateError::rocks("dropping key groups"))?;
+                ranges.delete_range_cf(
+                    cf,
+                    keys::key_group_start(0),
+                    keys::key_group_start(keep.start),
+                );
             }
-            inner
-                .db
-                .delete_range_cf(cf, keys::key_group_end_exclusive(keep.end), vec![0xff; 3])
-                .map_err(StateError::rocks("dropping key groups"))?;
+            ranges.delete_range_cf(cf, keys::key_group_end_exclusive(keep.end), vec![0xff; 3]);
         }
+        inner.write(ranges, "dropping key groups")?;
         let cf = inner.cf(TIMERS_CF)?;
         let mut batch = WriteBatch::default();
         let mut it = inner.db.raw_iterator_cf(cf);
@@ -149,10 +145,7 @@ impl StateStore {
             it.next();
         }
         it.status().map_err(StateError::rocks("scan timers"))?;
-        inner
-            .db
-            .write(batch)
-            .map_err(StateError::rocks("dropping timers"))?;
+        inner.write(batch, "dropping timers")?;
         self.flush()
     }
 }
@@ -209,11 +202,7 @@ impl RawWriter<'_> {
     fn write(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
         self.store.inner.note_written(batch.size_in_bytes());
-        self.store
-            .inner
-            .db
-            .write_opt(batch, &self.store.inner.write_opts)
-            .map_err(StateError::rocks("raw write"))
+        self.store.inner.write(batch, "raw write")
     }
 
     pub fn commit(mut self) -> Result<()> {

@@ -11,6 +11,7 @@
 //! Byte layouts are specified in `docs/state-format.md`.
 
 pub mod batch;
+mod changes;
 pub mod checkpoint;
 pub mod clock;
 pub mod codec;
@@ -21,6 +22,7 @@ pub mod iter;
 pub mod keygroup;
 pub mod keys;
 pub mod options;
+pub mod runs;
 pub mod savepoint;
 pub mod schema;
 pub mod state;

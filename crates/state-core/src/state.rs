@@ -99,21 +99,16 @@ impl<C: ValueCodec> Handle<C> {
 
     fn put_raw(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.store.note_written(key.len() + value.len());
-        self.store
-            .db
-            .put_cf_opt(self.cf()?, key, value, &self.store.write_opts)
-            .map_err(StateError::rocks(format!("put to '{}'", self.info.name())))
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(self.cf()?, key, value);
+        self.store.write(batch, "put")
     }
 
     fn delete_raw(&self, key: &[u8]) -> Result<()> {
         self.store.note_written(key.len());
-        self.store
-            .db
-            .delete_cf_opt(self.cf()?, key, &self.store.write_opts)
-            .map_err(StateError::rocks(format!(
-                "delete from '{}'",
-                self.info.name()
-            )))
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(self.cf()?, key);
+        self.store.write(batch, "delete")
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
@@ -179,14 +174,9 @@ impl<C: ValueCodec> ListState<C> {
         let mut operand = Vec::new();
         envelope::push_list_element(&mut operand, &self.h.encode(value)?);
         self.h.store.note_written(k.len() + operand.len());
-        self.h
-            .store
-            .db
-            .merge_cf_opt(self.h.cf()?, &k, &operand, &self.h.store.write_opts)
-            .map_err(StateError::rocks(format!(
-                "append to '{}'",
-                self.h.info.name()
-            )))
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.merge_cf(self.h.cf()?, &k, &operand);
+        self.h.store.write(batch, "list append")
     }
 
     /// Replaces the whole list.
@@ -307,14 +297,9 @@ impl<C: ValueCodec> MapState<C> {
     pub fn remove_range(&self, key: &[u8], from: &[u8], to: &[u8]) -> Result<()> {
         let lo = self.h.key(key, from)?;
         let hi = self.h.key(key, to)?;
-        self.h
-            .store
-            .db
-            .delete_range_cf_opt(self.h.cf()?, &lo, &hi, &self.h.store.write_opts)
-            .map_err(StateError::rocks(format!(
-                "range delete in '{}'",
-                self.h.info.name()
-            )))
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_range_cf(self.h.cf()?, &lo, &hi);
+        self.h.store.write(batch, "range delete")
     }
 
     /// Adds a put to `batch` (visible once the batch is committed).
@@ -387,14 +372,7 @@ impl<C: ValueCodec> MapState<C> {
         )))?;
         if removed > 0 {
             self.h.store.note_written(batch.size_in_bytes());
-            self.h
-                .store
-                .db
-                .write_opt(batch, &self.h.store.write_opts)
-                .map_err(StateError::rocks(format!(
-                    "delete in '{}'",
-                    self.h.info.name()
-                )))?;
+            self.h.store.write(batch, "delete below")?;
         }
         Ok(removed)
     }
@@ -403,14 +381,9 @@ impl<C: ValueCodec> MapState<C> {
     pub fn clear(&self, key: &[u8]) -> Result<()> {
         let prefix = self.h.key(key, b"")?;
         let end = keys::prefix_successor(&prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1]);
-        self.h
-            .store
-            .db
-            .delete_range_cf_opt(self.h.cf()?, &prefix, &end, &self.h.store.write_opts)
-            .map_err(StateError::rocks(format!(
-                "clear in '{}'",
-                self.h.info.name()
-            )))
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_range_cf(self.h.cf()?, &prefix, &end);
+        self.h.store.write(batch, "clear")
     }
 
     pub fn is_empty(&self, key: &[u8]) -> Result<bool> {

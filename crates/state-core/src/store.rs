@@ -1,6 +1,7 @@
 //! Opening a store: column families, the persisted store and state metadata,
 //! schema reconciliation, and the handles operators use.
 
+use crate::changes::ChangeLog;
 use crate::clock::Clock;
 use crate::descriptor::{StateKind, StateMeta, TimeDomain};
 use crate::envelope::{self, Envelope};
@@ -64,6 +65,8 @@ pub(crate) struct StoreInner {
     /// Logical bytes written (keys and values of puts, keys of deletes):
     /// "state changed", against which checkpoint uploads are measured.
     pub bytes_written: AtomicU64,
+    /// Every write since the last checkpoint cut (layout v2 checkpoints).
+    pub changes: ChangeLog,
 }
 
 /// A keyed state store on RocksDB. Cheap to clone; handles keep it alive.
@@ -144,6 +147,7 @@ impl StateStore {
                 write_metadata(&db, to_write)?;
                 let mut write_opts = WriteOptions::default();
                 write_opts.disable_wal(!opts.tuning.wal);
+                let changes = ChangeLog::new(&db, &names)?;
                 Ok(StateStore {
                     inner: Arc::new(StoreInner {
                         db,
@@ -155,6 +159,7 @@ impl StateStore {
                         event_time,
                         write_opts,
                         bytes_written: AtomicU64::new(0),
+                        changes,
                     }),
                 })
             }
@@ -251,6 +256,33 @@ impl StateStore {
         self.inner.bytes_written.load(Ordering::Relaxed)
     }
 
+    /// Whether RocksDB has compactions running or due (after a restore that
+    /// left overlapping runs to the background, for instance).
+    pub fn compactions_pending(&self) -> bool {
+        self.inner.all_cfs().into_iter().any(|cf| {
+            [
+                "rocksdb.compaction-pending",
+                "rocksdb.num-running-compactions",
+            ]
+            .iter()
+            .any(|p| {
+                self.inner
+                    .db
+                    .property_int_value_cf(cf, *p)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+                    > 0
+            })
+        })
+    }
+
+    /// Bytes of writes recorded for the next checkpoint (layout v2): the
+    /// memory the change log holds.
+    pub fn change_log_bytes(&self) -> usize {
+        self.inner.changes.len()
+    }
+
     /// Bytes on disk (SSTs) plus memtables: the size of the state.
     pub fn approximate_size(&self) -> u64 {
         let mut total = 0;
@@ -299,6 +331,14 @@ impl StoreInner {
         })
     }
 
+    /// Names of the column families that hold state: states, timers, metadata.
+    pub fn all_cf_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.states.values().map(|s| s.cf.clone()).collect();
+        names.push(TIMERS_CF.to_string());
+        names.push(META_CF.to_string());
+        names
+    }
+
     pub fn all_cfs(&self) -> Vec<&ColumnFamily> {
         let mut names: Vec<&str> = self.states.values().map(|s| s.cf.as_str()).collect();
         names.push(TIMERS_CF);
@@ -316,6 +356,17 @@ impl StoreInner {
             });
         }
         Ok(kg)
+    }
+
+    /// Applies `batch`: every write of the store goes through here, so that
+    /// the change log sees it.
+    pub fn write(&self, batch: rocksdb::WriteBatch, what: &str) -> Result<()> {
+        self.changes
+            .write(&self.db, batch, &self.write_opts)
+            .map_err(|source| StateError::RocksDb {
+                context: what.to_string(),
+                source,
+            })
     }
 
     pub fn note_written(&self, bytes: usize) {
@@ -576,6 +627,44 @@ fn write_metadata(db: &DB, records: Vec<MetaRecord>) -> Result<()> {
         .map_err(StateError::rocks("writing metadata"))?;
     db.flush_cf(cf)
         .map_err(StateError::rocks("flushing metadata"))
+}
+
+/// A fresh database for a restore that ingests runs: the store's column
+/// family options (its merge operator compacts list operands), no TTL
+/// filter (nothing has expired before the store reopens), and no automatic
+/// compaction or write stall while files are ingested one run at a time.
+pub(crate) fn open_for_ingest(path: &Path, cf_names: &[String]) -> Result<DB> {
+    let tuning = RocksTuning::default();
+    let resources = SharedResources::new(&tuning);
+    let event_time = Arc::new(AtomicI64::new(i64::MIN));
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    let mut names: Vec<String> = cf_names.to_vec();
+    for fixed in [META_CF, TIMERS_CF] {
+        if !names.iter().any(|n| n == fixed) {
+            names.push(fixed.to_string());
+        }
+    }
+    let descriptors: Vec<ColumnFamilyDescriptor> = names
+        .iter()
+        .map(|n| {
+            let mut o = column_family_options(
+                &tuning,
+                &resources,
+                kind_of_cf(n),
+                None,
+                &event_time,
+                &clock,
+            );
+            o.set_disable_auto_compactions(true);
+            o.set_level_zero_slowdown_writes_trigger(1 << 20);
+            o.set_level_zero_stop_writes_trigger(1 << 20);
+            ColumnFamilyDescriptor::new(n.as_str(), o)
+        })
+        .collect();
+    let mut db_opts = db_options(&tuning, &resources);
+    // The restore's compaction of overlapping runs is its longest part.
+    db_opts.set_max_subcompactions(2);
+    DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(|e| map_open_error(path, e))
 }
 
 struct SharedResources {

@@ -90,10 +90,9 @@ impl TimerService {
         let k = self.key_for(key, timestamp, payload)?;
         let cf = self.store.cf(TIMERS_CF)?;
         self.store.note_written(k.len());
-        self.store
-            .db
-            .put_cf_opt(cf, k, [], &self.store.write_opts)
-            .map_err(StateError::rocks("register timer"))
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(cf, k, []);
+        self.store.write(batch, "register timer")
     }
 
     /// Registers a timer as part of a batch of writes.
@@ -127,14 +126,9 @@ impl TimerService {
     pub fn delete_with(&self, key: &[u8], timestamp: i64, payload: &[u8]) -> Result<()> {
         let kg = self.owned(key)?;
         let cf = self.store.cf(TIMERS_CF)?;
-        self.store
-            .db
-            .delete_cf_opt(
-                cf,
-                timer_key(timestamp, kg, key, payload)?,
-                &self.store.write_opts,
-            )
-            .map_err(StateError::rocks("delete timer"))
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(cf, timer_key(timestamp, kg, key, payload)?);
+        self.store.write(batch, "delete timer")
     }
 
     /// Removes and returns up to `limit` timers with timestamp `<= watermark`,
@@ -194,10 +188,7 @@ impl TimerService {
         it.status().map_err(StateError::rocks("scan timers"))?;
         if fired > 0 {
             self.store.note_written(batch.size_in_bytes());
-            self.store
-                .db
-                .write_opt(batch, &self.store.write_opts)
-                .map_err(StateError::rocks("delete fired timers"))?;
+            self.store.write(batch, "delete fired timers")?;
         }
         Ok(fired)
     }

@@ -1,6 +1,6 @@
 //! Checkpoints of a real RocksDB store to object stores, and restore.
 
-use state_core::checkpoint::{io_runtime, open_job};
+use state_core::checkpoint::{io_runtime, open_job, CheckpointLayout};
 use state_core::*;
 use std::collections::BTreeMap;
 
@@ -46,11 +46,17 @@ fn contents(store: &StateStore) -> BTreeMap<(String, Vec<u8>, Vec<u8>), Vec<u8>>
 }
 
 fn checkpoint_restore_round_trip(url: &str) {
+    round_trip_with(url, CheckpointLayout::default());
+}
+
+fn round_trip_with(url: &str, layout: CheckpointLayout) {
     let rt = io_runtime().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
     let job = open_job(&rt, url, JobStoreOptions::default()).unwrap();
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging")).unwrap();
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging"))
+        .unwrap()
+        .with_layout(layout);
 
     write_range(&store, 0, 5_000);
     let t = cp
@@ -141,6 +147,15 @@ fn checkpoint_restore_round_trip(url: &str) {
 fn checkpoint_and_restore_on_a_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     checkpoint_restore_round_trip(dir.path().join("job").to_str().unwrap());
+}
+
+#[test]
+fn v1_layout_checkpoints_still_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    round_trip_with(
+        dir.path().join("job").to_str().unwrap(),
+        CheckpointLayout::Files,
+    );
 }
 
 #[test]

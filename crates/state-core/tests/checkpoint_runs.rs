@@ -1,0 +1,258 @@
+//! Layout v2 checkpoints (sorted runs from the change log and slices of a
+//! snapshot): whatever the writes, the budget and the failed commits, every
+//! retained checkpoint restores to exactly the state at its barrier.
+
+use checkpoint_store::fault::{Action, Fault, FaultStore, Op as FaultOp};
+use checkpoint_store::object_store::memory::InMemory;
+use checkpoint_store::object_store::path::Path as ObjectPath;
+use proptest::prelude::*;
+use state_core::checkpoint::{io_runtime, CheckpointLayout, RunOptions};
+use state_core::runs::{layout_of, RunKind};
+use state_core::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SCHEMA: &str = r#"{"type":"record","name":"V","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct V {
+    n: i64,
+    s: String,
+}
+
+fn v(n: u8) -> V {
+    V {
+        n: i64::from(n),
+        s: "x".repeat(usize::from(n % 7)),
+    }
+}
+
+fn descriptors() -> Vec<StateDescriptor> {
+    vec![
+        StateDescriptor::value("v", SCHEMA),
+        StateDescriptor::list("l", SCHEMA),
+        StateDescriptor::map("m", SCHEMA),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    ValuePut(u8, u8),
+    ValueClear(u8),
+    ListAdd(u8, u8),
+    ListUpdate(u8, Vec<u8>),
+    ListClear(u8),
+    MapPut(u8, u8, u8),
+    MapRemove(u8, u8),
+    MapRemoveRange(u8, u8, u8),
+    MapRemoveBelow(u8, u8),
+    MapClear(u8),
+    Timer(u8, u8),
+    TimerDelete(u8, u8),
+    Fire(u8),
+    Batch(Vec<(u8, u8, bool)>),
+    Bulk(u8, u16),
+    Checkpoint { fail: bool },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let k = 0u8..6;
+    prop_oneof![
+        3 => (k.clone(), any::<u8>()).prop_map(|(k, n)| Step::ValuePut(k, n)),
+        1 => k.clone().prop_map(Step::ValueClear),
+        3 => (k.clone(), any::<u8>()).prop_map(|(k, n)| Step::ListAdd(k, n)),
+        1 => (k.clone(), prop::collection::vec(any::<u8>(), 0..3)).prop_map(|(k, v)| Step::ListUpdate(k, v)),
+        1 => k.clone().prop_map(Step::ListClear),
+        4 => (k.clone(), 0u8..8, any::<u8>()).prop_map(|(k, u, n)| Step::MapPut(k, u, n)),
+        1 => (k.clone(), 0u8..8).prop_map(|(k, u)| Step::MapRemove(k, u)),
+        1 => (k.clone(), 0u8..8, 0u8..8).prop_map(|(k, a, b)| Step::MapRemoveRange(k, a, b)),
+        1 => (k.clone(), 0u8..8).prop_map(|(k, u)| Step::MapRemoveBelow(k, u)),
+        1 => k.clone().prop_map(Step::MapClear),
+        2 => (k.clone(), 0u8..20).prop_map(|(k, t)| Step::Timer(k, t)),
+        1 => (k.clone(), 0u8..20).prop_map(|(k, t)| Step::TimerDelete(k, t)),
+        1 => (0u8..20).prop_map(Step::Fire),
+        2 => prop::collection::vec((k.clone(), 0u8..8, any::<bool>()), 1..6).prop_map(Step::Batch),
+        1 => (any::<u8>(), 50u16..400).prop_map(|(seed, n)| Step::Bulk(seed, n)),
+        3 => prop::bool::weighted(0.25).prop_map(|fail| Step::Checkpoint { fail }),
+    ]
+}
+
+fn apply(store: &StateStore, s: &Step) {
+    let vs = store.value_state_serde::<V>("v").unwrap();
+    let ls = store.list_state_serde::<V>("l").unwrap();
+    let ms = store.map_state_serde::<V>("m").unwrap();
+    let key = |k: u8| format!("key-{k}").into_bytes();
+    match s {
+        Step::ValuePut(k, n) => vs.put(&key(*k), &v(*n)).unwrap(),
+        Step::ValueClear(k) => vs.clear(&key(*k)).unwrap(),
+        Step::ListAdd(k, n) => ls.add(&key(*k), &v(*n)).unwrap(),
+        Step::ListUpdate(k, ns) => {
+            let vals: Vec<V> = ns.iter().map(|n| v(*n)).collect();
+            ls.update(&key(*k), &vals).unwrap()
+        }
+        Step::ListClear(k) => ls.clear(&key(*k)).unwrap(),
+        Step::MapPut(k, u, n) => ms.put(&key(*k), &[*u], &v(*n)).unwrap(),
+        Step::MapRemove(k, u) => ms.remove(&key(*k), &[*u]).unwrap(),
+        Step::MapRemoveRange(k, a, b) => {
+            let (lo, hi) = (*a.min(b), *a.max(b));
+            ms.remove_range(&key(*k), &[lo], &[hi]).unwrap()
+        }
+        Step::MapRemoveBelow(k, u) => {
+            ms.remove_below(&key(*k), &[*u]).unwrap();
+        }
+        Step::MapClear(k) => ms.clear(&key(*k)).unwrap(),
+        Step::Timer(k, t) => store.timers().register(&key(*k), i64::from(*t)).unwrap(),
+        Step::TimerDelete(k, t) => store.timers().delete(&key(*k), i64::from(*t)).unwrap(),
+        Step::Fire(t) => {
+            let mut out = Vec::new();
+            store
+                .timers()
+                .fire_due(i64::from(*t), 1000, &mut out)
+                .unwrap();
+        }
+        Step::Batch(ops) => {
+            let mut batch = StateBatch::new(store);
+            for (k, u, put) in ops {
+                if *put {
+                    ms.put_in(&mut batch, &key(*k), &[*u], &v(*u)).unwrap();
+                    store
+                        .timers()
+                        .register_in(&mut batch, &key(*k), 100 + i64::from(*u), b"p")
+                        .unwrap();
+                } else {
+                    ms.remove_in(&mut batch, &key(*k), &[*u]).unwrap();
+                }
+            }
+            batch.commit().unwrap();
+        }
+        Step::Bulk(seed, n) => {
+            // Enough bytes that slices stop inside a column family.
+            for i in 0..*n {
+                let k = format!("bulk-{seed}-{}", i % 97).into_bytes();
+                vs.put(&k, &v((i % 251) as u8)).unwrap();
+            }
+        }
+        Step::Checkpoint { .. } => unreachable!("handled by the driver"),
+    }
+}
+
+type Contents = (BTreeMap<(String, Vec<u8>, Vec<u8>), Vec<u8>>, Vec<Timer>);
+
+fn contents(store: &StateStore) -> Contents {
+    let mut out = BTreeMap::new();
+    for state in ["v", "l", "m"] {
+        for e in store.scan(state, store.key_groups()).unwrap() {
+            let e = e.unwrap();
+            out.insert((state.to_string(), e.key, e.user_key), e.value);
+        }
+    }
+    (out, store.timers().all().unwrap())
+}
+
+/// Runs `steps`, checkpointing where they say; returns the number of runs
+/// of each committed manifest.
+fn run(steps: &[Step], upload_ratio: f64, slice_file_bytes: u64) -> Vec<usize> {
+    let rt = io_runtime().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
+    let faults = FaultStore::new(Arc::new(InMemory::new()));
+    let opts = JobStoreOptions {
+        retain: 3,
+        // GC deletes what no retained checkpoint holds right away: a run
+        // reused from an older manifest must never be among it.
+        gc_grace: Duration::ZERO,
+        ..JobStoreOptions::default()
+    };
+    let job = JobStore::from_store(Arc::new(faults.clone()), ObjectPath::from("job"), opts);
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging"))
+        .unwrap()
+        .with_layout(CheckpointLayout::Runs(RunOptions {
+            upload_ratio,
+            slice_file_bytes,
+        }));
+    let mut expected: Vec<(u64, Contents)> = Vec::new();
+    let mut run_counts = Vec::new();
+    let all = steps
+        .iter()
+        .chain(std::iter::once(&Step::Checkpoint { fail: false }));
+    for s in all {
+        let Step::Checkpoint { fail } = s else {
+            apply(&store, s);
+            continue;
+        };
+        let at_barrier = contents(&store);
+        if *fail {
+            faults.add(Fault::new(
+                FaultOp::Put,
+                "manifest",
+                None,
+                Action::FailPermanent,
+            ));
+        }
+        cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
+        let done = cp.wait_next().unwrap();
+        faults.clear();
+        match done.result {
+            Ok(m) => {
+                assert!(!fail, "a checkpoint whose commit failed became visible");
+                let layout = layout_of(&m.states).unwrap().expect("a v2 checkpoint");
+                assert!(layout
+                    .runs
+                    .iter()
+                    .any(|r| matches!(r.kind, RunKind::Slice { .. })));
+                run_counts.push(layout.runs.len());
+                expected.push((m.id, at_barrier));
+            }
+            Err(e) => assert!(fail, "unexpected failure: {e}"),
+        }
+    }
+    let retained = expected.len().saturating_sub(3);
+    for (id, want) in &expected[retained..] {
+        let target = dir.path().join(format!("restored-{id}"));
+        let (restored, _) = restore(
+            &rt,
+            &job,
+            Some(*id),
+            &target,
+            StoreOptions::new(descriptors()),
+        )
+        .unwrap();
+        assert_eq!(&contents(&restored), want, "checkpoint {id}");
+    }
+    run_counts
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_retained_checkpoint_restores_the_state_at_its_barrier(
+        steps in prop::collection::vec(step(), 1..60),
+        ratio in prop::sample::select(vec![1.0, 1.02, 1.4, 3.0, 100.0]),
+        // Small files: slices split inside a column family.
+        file_bytes in prop::sample::select(vec![1u64, 2_000, 64 << 20]),
+    ) {
+        run(&steps, ratio, file_bytes);
+    }
+}
+
+#[test]
+fn slices_sweep_the_key_space_and_retire_deltas() {
+    // Many small checkpoints with a tight budget: the sweep must lap the key
+    // space, and the manifest must stop growing once it has.
+    let mut steps = vec![Step::Bulk(1, 400), Step::Checkpoint { fail: false }];
+    for i in 0..40u8 {
+        steps.push(Step::ValuePut(i % 6, i));
+        steps.push(Step::MapPut(i % 6, i % 8, i));
+        steps.push(Step::ListAdd(i % 6, i));
+        steps.push(Step::Checkpoint { fail: i % 9 == 4 });
+    }
+    let counts = run(&steps, 20.0, 4_000);
+    assert!(counts.len() > 30, "{counts:?}");
+    let last = *counts.last().unwrap();
+    assert!(
+        last < counts.len() / 2,
+        "deltas must be retired once slices cover them: {counts:?}"
+    );
+}
