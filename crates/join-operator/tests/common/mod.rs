@@ -298,38 +298,43 @@ pub fn http_get(endpoint: &str, path: &str) -> String {
 }
 
 /// Ids of the complete checkpoints of a job under `s3://bucket/prefix`:
-/// `chk-N/` holding a `_manifest` and files (a fence record has no files).
-/// Listing only: moto refuses unsigned object reads.
+/// `chk-N/_manifest` objects that are checkpoints, not fences. Listing only
+/// (moto refuses unsigned object reads), so the record's size tells them
+/// apart: a fence is under 200 bytes, a checkpoint's manifest carries its
+/// file list and every state's schema history (kilobytes). A v2 checkpoint
+/// has no private files beside its manifest, so they cannot tell.
 pub fn s3_completed_checkpoints(endpoint: &str, bucket: &str, prefix: &str) -> Vec<u64> {
     let listing = http_get(
         endpoint,
         &format!("/{bucket}?list-type=2&prefix={prefix}/checkpoints/chk-"),
     );
-    let mut by_chk: BTreeMap<u64, (bool, usize)> = BTreeMap::new();
-    for key in listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|k| k.split_once("</Key>").map(|(k, _)| k))
-    {
+    let field = |entry: &str, tag: &str| -> Option<String> {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        let start = entry.find(&open)? + open.len();
+        let len = entry[start..].find(&close)?;
+        Some(entry[start..start + len].to_string())
+    };
+    let mut ids = Vec::new();
+    for entry in listing.split("<Contents>").skip(1) {
+        let (Some(key), Some(size)) = (field(entry, "Key"), field(entry, "Size")) else {
+            continue;
+        };
         let Some((chk, file)) = key
             .rsplit_once("/checkpoints/chk-")
             .and_then(|(_, rest)| rest.split_once('/'))
         else {
             continue;
         };
-        let Ok(id) = chk.parse() else { continue };
-        let e = by_chk.entry(id).or_default();
-        if file == "_manifest" {
-            e.0 = true;
-        } else {
-            e.1 += 1;
+        let (Ok(id), Ok(size)) = (chk.parse::<u64>(), size.parse::<u64>()) else {
+            continue;
+        };
+        if file == "_manifest" && size > 400 {
+            ids.push(id);
         }
     }
-    by_chk
-        .into_iter()
-        .filter(|(_, (manifest, files))| *manifest && *files > 0)
-        .map(|(id, _)| id)
-        .collect()
+    ids.sort_unstable();
+    ids
 }
 
 /// `stream-join validate`; returns the output (exit code and report).
