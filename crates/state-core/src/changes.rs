@@ -17,6 +17,7 @@ use crate::error::{Result, StateError};
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Mutex, RwLock};
 
 /// Writes of the store, recorded between two cuts.
@@ -29,10 +30,9 @@ pub(crate) struct ChangeLog {
     /// Who took the last cut: a log is only a complete record since the
     /// previous cut for the checkpointer that took both.
     last_cut_by: AtomicU64,
-    /// `[u32 LE length][write batch bytes]` records, in the order applied.
     /// Held across the DB write while capturing, so that the log's order is
     /// the DB's order even with several writer threads.
-    buf: Mutex<Vec<u8>>,
+    buf: Mutex<LogBuf>,
     /// Column family id → name, learnt at open (ids are not exposed by the
     /// Rust binding, but every batch record carries one).
     cf_names: HashMap<u32, String>,
@@ -59,7 +59,7 @@ impl ChangeLog {
             gate: RwLock::new(()),
             capturing: AtomicBool::new(false),
             last_cut_by: AtomicU64::new(0),
-            buf: Mutex::new(Vec::new()),
+            buf: Mutex::new(LogBuf::default()),
             cf_names,
         })
     }
@@ -79,17 +79,49 @@ impl ChangeLog {
         if !self.capturing.load(Ordering::Acquire) {
             return db.write_opt(batch, opts);
         }
-        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        let mark = buf.len();
+        let mut guard = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let LogBuf { bytes, spill } = &mut *guard;
+        let mark = bytes.len();
         let data = batch.data();
-        buf.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        buf.extend_from_slice(data);
+        bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(data);
         let result = db.write_opt(batch, opts);
         if result.is_err() {
             // The write did not happen; neither may its record.
-            buf.truncate(mark);
+            bytes.truncate(mark);
+            return result;
+        }
+        if let Some(sp) = spill {
+            if bytes.len() >= sp.threshold {
+                // Blocks while the sealer is a segment behind: the log's
+                // memory stays bounded by backpressure on the writers.
+                match sp.tx.send(std::mem::take(bytes)) {
+                    Ok(()) => sp.sent += 1,
+                    Err(std::sync::mpsc::SendError(segment)) => {
+                        // The sealer is gone: keep the log in memory, whole.
+                        *bytes = segment;
+                        *spill = None;
+                    }
+                }
+            }
         }
         result
+    }
+
+    /// Hands segments of the log past `threshold` bytes to a sealer (which
+    /// turns them into runs in the background), if `owner` took the last
+    /// cut. Segment numbers count from 1 from here on.
+    pub fn set_spill(&self, owner: u64, tx: SyncSender<Vec<u8>>, threshold: usize) {
+        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        if self.last_cut_by.load(Ordering::Acquire) != owner {
+            return;
+        }
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        buf.spill = Some(Spill {
+            tx,
+            threshold: threshold.max(1),
+            sent: 0,
+        });
     }
 
     /// The cut of a checkpoint by `owner` (non-zero): takes the log recorded
@@ -97,12 +129,20 @@ impl ChangeLog {
     /// write in flight. The flag says whether what was taken is every write
     /// since `owner`'s previous cut (false on its first cut, or when another
     /// owner cut in between).
-    pub fn cut<T>(&self, owner: u64, at_cut: impl FnOnce() -> T) -> (Vec<u8>, bool, T) {
+    pub fn cut<T>(&self, owner: u64, at_cut: impl FnOnce() -> T) -> Cut<T> {
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-        let taken = std::mem::take(&mut *self.buf.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let log = std::mem::take(&mut buf.bytes);
+        let spilled = buf.spill.as_ref().map_or(0, |s| s.sent);
+        drop(buf);
         let was_on = self.capturing.swap(true, Ordering::AcqRel);
         let previous = self.last_cut_by.swap(owner, Ordering::AcqRel);
-        (taken, was_on && previous == owner, at_cut())
+        Cut {
+            log,
+            complete: was_on && previous == owner,
+            spilled,
+            at_cut: at_cut(),
+        }
     }
 
     /// Turns capture off and drops what was recorded, if `owner` took the
@@ -115,13 +155,40 @@ impl ChangeLog {
         self.capturing.store(false, Ordering::Release);
         self.last_cut_by.store(0, Ordering::Release);
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        *buf = Vec::new();
+        *buf = LogBuf::default();
     }
 
-    /// Bytes recorded since the last cut.
+    /// Bytes recorded since the last cut and not yet handed to a sealer.
     pub fn len(&self) -> usize {
-        self.buf.lock().map(|b| b.len()).unwrap_or(0)
+        self.buf.lock().map(|b| b.bytes.len()).unwrap_or(0)
     }
+}
+
+#[derive(Default)]
+struct LogBuf {
+    /// `[u32 LE length][write batch bytes]` records, in the order applied.
+    bytes: Vec<u8>,
+    spill: Option<Spill>,
+}
+
+struct Spill {
+    tx: SyncSender<Vec<u8>>,
+    threshold: usize,
+    /// Segments sent so far.
+    sent: u64,
+}
+
+/// What a cut takes.
+pub(crate) struct Cut<T> {
+    /// Writes since the previous cut that were not handed to the sealer.
+    pub log: Vec<u8>,
+    /// The log (with the segments handed to the sealer before it) is every
+    /// write since the owner's previous cut.
+    pub complete: bool,
+    /// Segments handed to the sealer so far (counted from `set_spill`):
+    /// those up to this number precede `log`.
+    pub spilled: u64,
+    pub at_cut: T,
 }
 
 fn corrupt_log(what: &str, reason: &str) -> StateError {
@@ -265,8 +332,8 @@ mod tests {
         let mut before = WriteBatch::default();
         before.put_cf(a, b"not", b"recorded");
         log.write(&db, before, &wo).unwrap();
-        let (taken, complete, ()) = log.cut(1, || ());
-        assert!(taken.is_empty() && !complete);
+        let cut = log.cut(1, || ());
+        assert!(cut.log.is_empty() && !cut.complete);
         let mut batch = WriteBatch::default();
         batch.put_cf(a, b"k1", b"v1");
         batch.delete_cf(b, b"k2");
@@ -275,9 +342,9 @@ mod tests {
         let mut batch = WriteBatch::default();
         batch.put_cf(b, vec![7u8; 300], vec![9u8; 70_000]);
         log.write(&db, batch, &wo).unwrap();
-        let (taken, complete, ()) = log.cut(1, || ());
-        assert!(complete);
-        let changes = parse_log(&taken).unwrap();
+        let cut = log.cut(1, || ());
+        assert!(cut.complete);
+        let changes = parse_log(&cut.log).unwrap();
         let id = |n: &str| {
             *log.cf_names()
                 .iter()
@@ -319,8 +386,7 @@ mod tests {
         let mut batch = WriteBatch::default();
         batch.put_cf(a, b"k", b"v");
         log.write(&db, batch, &wo).unwrap();
-        let (_, complete, ()) = log.cut(2, || ());
-        assert!(!complete, "another owner cut in between");
+        assert!(!log.cut(2, || ()).complete, "another owner cut in between");
         log.stop(1);
         log.write(&db, WriteBatch::default(), &wo).unwrap();
         assert!(log.len() > 0, "only the last cutter stops capture");
@@ -336,7 +402,7 @@ mod tests {
         let mut batch = WriteBatch::default();
         batch.put_cf(db.cf_handle("a").unwrap(), b"key", b"value");
         log.write(&db, batch, &WriteOptions::default()).unwrap();
-        let (taken, _, ()) = log.cut(1, || ());
+        let taken = log.cut(1, || ()).log;
         for cut in 0..taken.len() {
             assert!(
                 parse_log(&taken[..cut]).is_err() || cut == 0,
@@ -344,5 +410,41 @@ mod tests {
             );
         }
         assert!(parse_log(&taken).is_ok());
+    }
+
+    #[test]
+    fn segments_past_the_threshold_go_to_the_sealer_in_order() {
+        let (_d, db) = db_with(&["a"]);
+        let log = ChangeLog::new(&db, &["a".to_string()]).unwrap();
+        let cf = db.cf_handle("a").unwrap();
+        log.cut(1, || ());
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        log.set_spill(1, tx, 100);
+        let put = |i: u32| {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(cf, i.to_be_bytes(), [0u8; 60]);
+            log.write(&db, batch, &WriteOptions::default()).unwrap();
+        };
+        for i in 0..5 {
+            put(i);
+        }
+        let cut = log.cut(1, || ());
+        assert!(cut.complete);
+        let segments: Vec<Vec<u8>> = rx.try_iter().collect();
+        assert_eq!(cut.spilled, segments.len() as u64);
+        assert!(segments.len() >= 2, "{} segments", segments.len());
+        let mut keys = Vec::new();
+        for seg in segments.iter().chain(std::iter::once(&cut.log)) {
+            keys.extend(parse_log(seg).unwrap().into_iter().map(|c| c.key.to_vec()));
+        }
+        let want: Vec<Vec<u8>> = (0..5u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        assert_eq!(keys, want, "every write once, in order");
+        drop(rx);
+        put(9);
+        put(10);
+        assert!(
+            log.len() > 100,
+            "with the sealer gone the log stays in memory"
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::keygroup::KeyGroupRange;
 use crate::options::StoreOptions;
 use crate::runs::{
     ingest_runs, layout_of, live_runs, seal_delta, write_slice, FileNamer, OwnedSnapshot, Pos, Run,
-    RunKind, RunLayout, RUNS_LAYOUT_VERSION,
+    RunKind, RunLayout, Sealer, RUNS_LAYOUT_VERSION,
 };
 use crate::store::StateStore;
 use checkpoint_store::{
@@ -72,6 +72,10 @@ pub struct RunOptions {
     pub upload_ratio: f64,
     /// A slice starts a new file past this size.
     pub slice_file_bytes: u64,
+    /// Past this many bytes of writes since the last barrier, the change log
+    /// is handed to a background thread that seals it into a run: the
+    /// memory the log holds stays near two segments. 0: never.
+    pub log_spill_bytes: usize,
 }
 
 impl Default for RunOptions {
@@ -79,6 +83,7 @@ impl Default for RunOptions {
         RunOptions {
             upload_ratio: 1.4,
             slice_file_bytes: 64 << 20,
+            log_spill_bytes: 16 << 20,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct Checkpointer {
     runs: Arc<Mutex<RunState>>,
     /// The store whose changes this checkpointer captures (stopped on drop).
     captured: Option<StateStore>,
+    /// Seals the change log's segments between barriers (layout v2).
+    sealer: Option<Arc<Sealer>>,
 }
 
 /// A runtime for object-store I/O that does not compete with the operator
@@ -163,6 +170,7 @@ impl Checkpointer {
         let last_committed = runtime.block_on(job.latest())?.map(|m| m.id);
         let writer = runtime.block_on(job.claim_epoch())?;
         let (tx, rx) = mpsc::channel();
+        remove_stale_runs(&staging, writer.epoch());
         let runs = RunState {
             dir: staging.join(format!("runs-{}", writer.epoch())),
             committed: Vec::new(),
@@ -187,6 +195,7 @@ impl Checkpointer {
             owner: rand::random::<u64>() | 1,
             runs: Arc::new(Mutex::new(runs)),
             captured: None,
+            sealer: None,
         })
     }
 
@@ -309,7 +318,30 @@ impl Checkpointer {
         let started = Instant::now();
         let sequence = self.next_sequence;
         let inner = &store.inner;
-        let (log, complete, snapshot) = inner.changes.cut(self.owner, || OwnedSnapshot::new(inner));
+        let cut = inner.changes.cut(self.owner, || OwnedSnapshot::new(inner));
+        if self.sealer.is_none() && opts.log_spill_bytes > 0 {
+            // Capture is on from this cut: from now on the log may spill.
+            // A rendezvous: a writer that fills a segment while the sealer
+            // still works on the previous one waits, so the log holds at
+            // most about two segments.
+            let (tx, rx) = std::sync::mpsc::sync_channel(0);
+            let dir = self
+                .runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .dir
+                .clone();
+            let sealer = Sealer::spawn(
+                dir,
+                self.writer.epoch(),
+                inner.changes.cf_names().clone(),
+                rx,
+            )?;
+            self.sealer = Some(Arc::new(sealer));
+            inner
+                .changes
+                .set_spill(self.owner, tx, opts.log_spill_bytes);
+        }
         self.captured = Some(store.clone());
         let written = store.bytes_written();
         let changed_bytes = written.saturating_sub(self.written_at_last);
@@ -331,9 +363,11 @@ impl Checkpointer {
         let cut = Cut {
             barrier: sequence,
             epoch: self.writer.epoch(),
-            log,
-            complete,
-            snapshot,
+            log: cut.log,
+            complete: cut.complete,
+            spilled: cut.spilled,
+            sealer: self.sealer.clone(),
+            snapshot: cut.at_cut,
             cf_names: inner.changes.cf_names().clone(),
             budget: (changed_bytes as f64 * (opts.upload_ratio - 1.0).max(0.0)) as u64,
             slice_file_bytes: opts.slice_file_bytes,
@@ -403,6 +437,21 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Runs left in `staging` by earlier writers (older epochs: a crashed or
+/// stopped job) are never committed by this one.
+fn remove_stale_runs(staging: &Path, epoch: u64) {
+    let own = format!("runs-{epoch}");
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("runs-") && name != own {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// What a v2 checkpoint's barrier hands to the background thread.
 struct Cut {
     barrier: u64,
@@ -410,6 +459,9 @@ struct Cut {
     log: Vec<u8>,
     /// The log holds every write since this checkpointer's previous cut.
     complete: bool,
+    /// Segments of the log handed to the sealer before the cut.
+    spilled: u64,
+    sealer: Option<Arc<Sealer>>,
     snapshot: OwnedSnapshot,
     cf_names: HashMap<u32, String>,
     /// Logical bytes of state a slice may add to this checkpoint's upload.
@@ -512,15 +564,47 @@ fn seal_cut(st: &mut RunState, cut: Cut) -> Result<Vec<Run>> {
         dir: st.dir.clone(),
         epoch: cut.epoch,
         barrier: cut.barrier,
+        label: cut.barrier.to_string(),
         next: 0,
         slice_file_bytes: cut.slice_file_bytes,
     };
-    let full = st.needs_base || !cut.complete;
     let mut new = Vec::new();
+    let mut full = st.needs_base || !cut.complete;
+    // Segments sealed since the previous barrier come first: they hold the
+    // interval's earlier writes.
+    let spilled = match &cut.sealer {
+        Some(s) => s.take_upto(cut.spilled),
+        None => Vec::new(),
+    };
+    for run in spilled {
+        match run {
+            Ok(Some(mut r)) => {
+                r.barrier = cut.barrier;
+                new.push(r);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a change log segment was lost; this checkpoint copies the whole state");
+                full = true;
+            }
+        }
+    }
     if !full {
-        new.extend(seal_delta(&cut.log, &cut.cf_names, &mut namer)?);
+        match seal_delta(&cut.log, &cut.cf_names, &mut namer) {
+            Ok(delta) => new.extend(delta),
+            Err(e) => {
+                tracing::warn!(error = %e, "sealing the change log failed; this checkpoint copies the whole state");
+                full = true;
+            }
+        }
     }
     drop(cut.log);
+    if full {
+        // The snapshot holds everything: the deltas are not needed.
+        for f in new.drain(..).flat_map(|r| r.files) {
+            let _ = std::fs::remove_file(st.dir.join(&f.name));
+        }
+    }
     let deltas_live = st
         .committed
         .iter()

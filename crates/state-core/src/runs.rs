@@ -25,9 +25,11 @@ use crate::error::{Result, StateError};
 use crate::store::StoreInner;
 use rocksdb::{DBCompressionType, Options, ReadOptions, SstFileWriter, DB};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Version of the `layout` document of a v2 checkpoint.
 pub const RUNS_LAYOUT_VERSION: u32 = 2;
@@ -93,12 +95,14 @@ pub struct RunFile {
     pub cf: String,
 }
 
-/// Names the files a writer creates: `run-<epoch>-<barrier>-<n>.sst`,
-/// unique in a job's log because epochs are.
+/// Names the files a writer creates: `run-<epoch>-<label>-<n>.sst`, where
+/// the label is the barrier (or `s<k>` for the k-th segment of the change
+/// log sealed between barriers); unique in a job's log because epochs are.
 pub(crate) struct FileNamer {
     pub dir: PathBuf,
     pub epoch: u64,
     pub barrier: u64,
+    pub label: String,
     pub next: u32,
     /// Size at which a slice starts a new file: big slices (a job's first
     /// checkpoint holds the whole state) upload and ingest in parallel.
@@ -107,7 +111,7 @@ pub(crate) struct FileNamer {
 
 impl FileNamer {
     fn next(&mut self, cf: &str) -> RunFile {
-        let name = format!("run-{}-{}-{}.sst", self.epoch, self.barrier, self.next);
+        let name = format!("run-{}-{}-{}.sst", self.epoch, self.label, self.next);
         self.next += 1;
         RunFile {
             name,
@@ -175,8 +179,12 @@ impl<'o> RunWriter<'o> {
         Ok(Some(self.file))
     }
 
-    fn err(&self) -> impl FnOnce(rocksdb::Error) -> StateError {
-        run_error(format!("writing {}", self.path.display()))
+    fn err(&self) -> impl FnOnce(rocksdb::Error) -> StateError + '_ {
+        // Formats only on error: this runs for every entry written.
+        move |source| StateError::RocksDb {
+            context: format!("writing {}", self.path.display()),
+            source,
+        }
     }
 }
 
@@ -187,31 +195,51 @@ pub(crate) fn seal_delta(
     cf_names: &HashMap<u32, String>,
     namer: &mut FileNamer,
 ) -> Result<Option<Run>> {
-    let changes = parse_log(log).map_err(|reason| StateError::Corrupt {
+    let mut changes = parse_log(log).map_err(|reason| StateError::Corrupt {
         state: "change log".into(),
         what: "write batch",
         reason,
     })?;
-    let mut by_cf: HashMap<u32, Vec<Change<'_>>> = HashMap::new();
-    for c in changes {
-        by_cf.entry(c.cf).or_default().push(c);
+    // Column families by name, so that runs list them in a stable order.
+    let mut ids: Vec<(&String, u32)> = Vec::new();
+    for c in &changes {
+        if !ids.iter().any(|&(_, id)| id == c.cf) {
+            let name = cf_names.get(&c.cf).ok_or_else(|| StateError::Corrupt {
+                state: "change log".into(),
+                what: "column family",
+                reason: format!("unknown column family id {}", c.cf),
+            })?;
+            ids.push((name, c.cf));
+        }
     }
-    let mut cfs: Vec<(&String, Vec<Change<'_>>)> = Vec::new();
-    for (id, changes) in by_cf {
-        let name = cf_names.get(&id).ok_or_else(|| StateError::Corrupt {
-            state: "change log".into(),
-            what: "column family",
-            reason: format!("unknown column family id {id}"),
-        })?;
-        cfs.push((name, changes));
-    }
-    cfs.sort_by(|a, b| a.0.cmp(b.0));
+    ids.sort();
+    let rank = |cf: u32| {
+        ids.iter()
+            .position(|&(_, id)| id == cf)
+            .unwrap_or(usize::MAX)
+    };
+    // One sort: column family, key, then log position. Range deletes sort
+    // by their start key among the points.
+    changes.sort_unstable_by(|a, b| {
+        rank(a.cf)
+            .cmp(&rank(b.cf))
+            .then_with(|| a.key.cmp(b.key))
+            .then(a.seq.cmp(&b.seq))
+    });
     let opts = sst_options();
     let mut files = Vec::new();
     let mut bytes = 0;
-    for (cf, changes) in cfs {
+    let mut rest = changes.as_slice();
+    while let Some(first) = rest.first() {
+        let n = rest.iter().take_while(|c| c.cf == first.cf).count();
+        let (of_cf, after) = rest.split_at(n);
+        rest = after;
+        let cf = cf_names
+            .get(&first.cf)
+            .map(String::as_str)
+            .unwrap_or_default();
         let mut w = RunWriter::open(&opts, namer, cf)?;
-        bytes += write_delta_cf(&mut w, cf, changes)?;
+        bytes += write_delta_cf(&mut w, cf, of_cf)?;
         files.extend(w.finish()?);
     }
     Ok((!files.is_empty()).then_some(Run {
@@ -223,55 +251,56 @@ pub(crate) fn seal_delta(
 }
 
 /// What a key ends up as after the writes of one delta.
-enum Outcome {
+enum Outcome<'a> {
     /// Unknown base (older runs) plus these merge operands, concatenated.
     Operands(Vec<u8>),
-    Value(Vec<u8>),
+    Value(Cow<'a, [u8]>),
     Deleted,
 }
 
-fn write_delta_cf(w: &mut RunWriter<'_>, cf: &str, changes: Vec<Change<'_>>) -> Result<u64> {
-    let mut ranges: Vec<(&[u8], &[u8], u32)> = Vec::new();
-    let mut points: Vec<Change<'_>> = Vec::new();
-    for c in changes {
-        check_key(cf, c.key)?;
-        match c.op {
-            Op::DeleteRange(end) => ranges.push((c.key, end, c.seq)),
-            _ => points.push(c),
-        }
-    }
-    points.sort_by(|a, b| a.key.cmp(b.key).then(a.seq.cmp(&b.seq)));
-    ranges.sort_by(|a, b| a.0.cmp(b.0));
+/// Writes one column family's changes, sorted by key then log position.
+fn write_delta_cf(w: &mut RunWriter<'_>, cf: &str, changes: &[Change<'_>]) -> Result<u64> {
     let mut bytes = 0;
     // Range tombstones do not cover point entries of the same file
     // (SstFileWriter::DeleteRange), so they only act on older runs: the
     // points below already account for the ranges logged among them.
-    for &(lo, hi, _) in &ranges {
-        if lo < hi {
-            w.sst.delete_range(lo, hi).map_err(w.err())?;
-            w.entries += 1;
-            bytes += (lo.len() + hi.len()) as u64;
+    let mut ranges: Vec<(&[u8], &[u8], u32)> = Vec::new();
+    for c in changes {
+        check_key(cf, c.key)?;
+        if let Op::DeleteRange(end) = c.op {
+            ranges.push((c.key, end, c.seq));
+            if c.key < end {
+                w.sst.delete_range(c.key, end).map_err(w.err())?;
+                w.entries += 1;
+                bytes += (c.key.len() + end.len()) as u64;
+            }
         }
     }
     let mut next_range = 0;
     let mut active: Vec<(&[u8], u32)> = Vec::new();
+    let mut covering: Vec<u32> = Vec::new();
     let mut i = 0;
-    while i < points.len() {
-        let key = points[i].key;
+    while i < changes.len() {
+        let key = changes[i].key;
         let mut j = i;
-        while j < points.len() && points[j].key == key {
+        while j < changes.len() && changes[j].key == key {
             j += 1;
+        }
+        let group = &changes[i..j];
+        i = j;
+        if group.iter().all(|c| matches!(c.op, Op::DeleteRange(_))) {
+            continue;
         }
         while next_range < ranges.len() && ranges[next_range].0 <= key {
             active.push((ranges[next_range].1, ranges[next_range].2));
             next_range += 1;
         }
         active.retain(|&(hi, _)| hi > key);
-        let mut covering: Vec<u32> = active.iter().map(|&(_, seq)| seq).collect();
+        covering.clear();
+        covering.extend(active.iter().map(|&(_, seq)| seq));
         covering.sort_unstable();
-        let outcome = fold(&points[i..j], &covering);
         bytes += key.len() as u64;
-        match outcome {
+        match fold(group, &covering) {
             Outcome::Value(v) => {
                 bytes += v.len() as u64;
                 w.sst.put(key, v).map_err(w.err())?;
@@ -283,7 +312,6 @@ fn write_delta_cf(w: &mut RunWriter<'_>, cf: &str, changes: Vec<Change<'_>>) -> 
             Outcome::Deleted => w.sst.delete(key).map_err(w.err())?,
         }
         w.entries += 1;
-        i = j;
     }
     Ok(bytes)
 }
@@ -291,7 +319,7 @@ fn write_delta_cf(w: &mut RunWriter<'_>, cf: &str, changes: Vec<Change<'_>>) -> 
 /// The effect of one key's writes (in log order) and of the range deletes
 /// covering it (their log positions). Merge operands combine by
 /// concatenation: the only merge operator of the store is list append.
-fn fold(writes: &[Change<'_>], covering: &[u32]) -> Outcome {
+fn fold<'a>(writes: &[Change<'a>], covering: &[u32]) -> Outcome<'a> {
     let mut out = Outcome::Operands(Vec::new());
     let mut ranges = covering.iter().peekable();
     for w in writes {
@@ -299,12 +327,15 @@ fn fold(writes: &[Change<'_>], covering: &[u32]) -> Outcome {
             out = Outcome::Deleted;
         }
         out = match (&w.op, out) {
-            (Op::Put(v), _) => Outcome::Value(v.to_vec()),
-            (Op::Delete, _) | (Op::DeleteRange(_), _) => Outcome::Deleted,
-            (Op::Merge(m), Outcome::Deleted) => Outcome::Value(m.to_vec()),
-            (Op::Merge(m), Outcome::Value(mut v)) => {
+            (Op::Put(v), _) => Outcome::Value(Cow::Borrowed(v)),
+            (Op::Delete, _) => Outcome::Deleted,
+            // A range starting at this key acts through `covering`.
+            (Op::DeleteRange(_), o) => o,
+            (Op::Merge(m), Outcome::Deleted) => Outcome::Value(Cow::Borrowed(m)),
+            (Op::Merge(m), Outcome::Value(v)) => {
+                let mut v = v.into_owned();
                 v.extend_from_slice(m);
-                Outcome::Value(v)
+                Outcome::Value(Cow::Owned(v))
             }
             (Op::Merge(m), Outcome::Operands(mut v)) => {
                 v.extend_from_slice(m);
@@ -316,6 +347,89 @@ fn fold(writes: &[Change<'_>], covering: &[u32]) -> Outcome {
         out = Outcome::Deleted;
     }
     out
+}
+
+/// Seals segments of a store's change log into delta runs on its own
+/// thread, as the writers hand them over between barriers: the log's memory
+/// stays bounded whatever a job writes between two checkpoints.
+pub(crate) struct Sealer {
+    shared: Arc<(Mutex<Sealed>, Condvar)>,
+}
+
+#[derive(Default)]
+struct Sealed {
+    /// Segments sealed so far (their numbers count from 1).
+    done: u64,
+    /// Runs of the sealed segments not yet taken, with their number.
+    runs: Vec<(u64, Result<Option<Run>>)>,
+    /// The thread has ended: nothing more will be sealed.
+    gone: bool,
+}
+
+impl Sealer {
+    pub fn spawn(
+        dir: PathBuf,
+        epoch: u64,
+        cf_names: HashMap<u32, String>,
+        segments: Receiver<Vec<u8>>,
+    ) -> Result<Sealer> {
+        let shared: Arc<(Mutex<Sealed>, Condvar)> = Arc::default();
+        let theirs = shared.clone();
+        std::thread::Builder::new()
+            .name("change-log-sealer".into())
+            .spawn(move || {
+                let mut k = 0u64;
+                for segment in segments {
+                    k += 1;
+                    let mut namer = FileNamer {
+                        dir: dir.clone(),
+                        epoch,
+                        barrier: 0,
+                        label: format!("s{k}"),
+                        next: 0,
+                        slice_file_bytes: u64::MAX,
+                    };
+                    let sealed = std::fs::create_dir_all(&dir)
+                        .map_err(StateError::io(format!("creating {}", dir.display())))
+                        .and_then(|()| seal_delta(&segment, &cf_names, &mut namer));
+                    drop(segment);
+                    let (lock, cv) = &*theirs;
+                    let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    st.runs.push((k, sealed));
+                    st.done = k;
+                    cv.notify_all();
+                }
+                let (lock, cv) = &*theirs;
+                lock.lock().unwrap_or_else(|p| p.into_inner()).gone = true;
+                cv.notify_all();
+            })
+            .map_err(StateError::io("starting the change log sealer"))?;
+        Ok(Sealer { shared })
+    }
+
+    /// The runs of segments `..=upto`, in order, once they are sealed.
+    /// Segments the thread can no longer seal come back as errors.
+    pub fn take_upto(&self, upto: u64) -> Vec<Result<Option<Run>>> {
+        let (lock, cv) = &*self.shared;
+        let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while st.done < upto && !st.gone {
+            st = cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        let done = st.done;
+        let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.runs)
+            .into_iter()
+            .partition(|(k, _)| *k <= upto);
+        st.runs = kept;
+        let mut out: Vec<Result<Option<Run>>> = taken.into_iter().map(|(_, r)| r).collect();
+        for k in done + 1..=upto {
+            out.push(Err(StateError::Corrupt {
+                state: "change log".into(),
+                what: "segment",
+                reason: format!("segment {k} was never sealed"),
+            }));
+        }
+        out
+    }
 }
 
 /// A RocksDB snapshot that keeps its store alive, so that a background

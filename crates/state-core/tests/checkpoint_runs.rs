@@ -152,7 +152,12 @@ fn contents(store: &StateStore) -> Contents {
 
 /// Runs `steps`, checkpointing where they say; returns the number of runs
 /// of each committed manifest.
-fn run(steps: &[Step], upload_ratio: f64, slice_file_bytes: u64) -> Vec<usize> {
+fn run(
+    steps: &[Step],
+    upload_ratio: f64,
+    slice_file_bytes: u64,
+    log_spill_bytes: usize,
+) -> Vec<usize> {
     let rt = io_runtime().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
@@ -170,6 +175,7 @@ fn run(steps: &[Step], upload_ratio: f64, slice_file_bytes: u64) -> Vec<usize> {
         .with_layout(CheckpointLayout::Runs(RunOptions {
             upload_ratio,
             slice_file_bytes,
+            log_spill_bytes,
         }));
     let mut expected: Vec<(u64, Contents)> = Vec::new();
     let mut run_counts = Vec::new();
@@ -232,8 +238,10 @@ proptest! {
         ratio in prop::sample::select(vec![1.0, 1.02, 1.4, 3.0, 100.0]),
         // Small files: slices split inside a column family.
         file_bytes in prop::sample::select(vec![1u64, 2_000, 64 << 20]),
+        // Tiny segments: the log spills to the sealer every few writes.
+        spill in prop::sample::select(vec![0usize, 1, 500, 32 << 20]),
     ) {
-        run(&steps, ratio, file_bytes);
+        run(&steps, ratio, file_bytes, spill);
     }
 }
 
@@ -248,7 +256,7 @@ fn slices_sweep_the_key_space_and_retire_deltas() {
         steps.push(Step::ListAdd(i % 6, i));
         steps.push(Step::Checkpoint { fail: i % 9 == 4 });
     }
-    let counts = run(&steps, 20.0, 4_000);
+    let counts = run(&steps, 20.0, 4_000, 300);
     assert!(counts.len() > 30, "{counts:?}");
     let last = *counts.last().unwrap();
     assert!(
