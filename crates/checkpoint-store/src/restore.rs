@@ -96,6 +96,24 @@ impl JobStore {
         .await
     }
 
+    /// Downloads one file of checkpoint `id` into `dest`, verifying its
+    /// size and checksum, with the job's retries and `fsync_restore`: for a
+    /// caller that consumes a checkpoint's files as they arrive (state-core
+    /// ingests sorted runs in order while later ones download).
+    pub async fn fetch_file(
+        &self,
+        id: u64,
+        f: &ManifestFile,
+        dest: &FsPath,
+    ) -> Result<(), CheckpointError> {
+        with_retry(
+            &self.opts.retry,
+            |e: &CheckpointError| e.kind() == ErrorKind::Retryable,
+            || self.download_file(id, f, dest),
+        )
+        .await
+    }
+
     async fn download_file(
         &self,
         id: u64,

@@ -746,6 +746,67 @@ pub fn restore(
     Ok((store, manifest))
 }
 
+/// Downloads the runs (verified, synced per the job's `fsync_restore`),
+/// `download_parallelism` files at a time in run order, and ingests each
+/// run as soon as it and the runs before it have arrived: merging the
+/// first runs overlaps the download of the last ones.
+fn fetch_and_ingest(
+    runtime: &tokio::runtime::Runtime,
+    job: &JobStore,
+    manifest: &Manifest,
+    layout: &RunLayout,
+    files_dir: &Path,
+    db_dir: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(files_dir)
+        .map_err(StateError::io(format!("creating {}", files_dir.display())))?;
+    let by_name: HashMap<&str, &ManifestFile> = manifest
+        .files
+        .iter()
+        .map(|f| (f.name.as_str(), f))
+        .collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        job.options().download_parallelism.max(1),
+    ));
+    let mut downloads: HashMap<String, tokio::task::JoinHandle<Result<()>>> = HashMap::new();
+    for f in layout.runs.iter().flat_map(|r| r.files.iter()) {
+        let Some(&mf) = by_name.get(f.name.as_str()) else {
+            continue;
+        };
+        let (job, mf, id) = (job.clone(), mf.clone(), manifest.id);
+        let dest = files_dir.join(&f.name);
+        let permits = permits.clone();
+        let task = runtime.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .map_err(|e| StateError::InvalidOption(format!("download slots: {e}")))?;
+            job.fetch_file(id, &mf, &dest)
+                .await
+                .map_err(StateError::from)
+        });
+        downloads.insert(f.name.clone(), task);
+    }
+    let result = ingest_runs(db_dir, files_dir, layout, |name| {
+        match downloads.remove(name) {
+            Some(task) => runtime.block_on(task).map_err(|e| {
+                StateError::InvalidOption(format!("download of {name} stopped: {e}"))
+            })?,
+            None => Err(corrupt_manifest(
+                manifest.id,
+                &format!("run file {name} is listed twice or not among the files"),
+            )),
+        }
+    });
+    // On failure, stop what is still downloading and wait for it: a write
+    // in flight must not recreate a file after the caller removes the folder.
+    for (_, task) in downloads.drain() {
+        task.abort();
+        let _ = runtime.block_on(task);
+    }
+    result
+}
+
 /// Restores a v2 checkpoint: downloads (and verifies) its runs next to
 /// `local_dir`, ingests them into a fresh database beside it, then moves the
 /// database into place. `local_dir` must not exist or be empty.
@@ -788,25 +849,15 @@ fn restore_runs(
     let tag = format!("{:016x}", rand::random::<u64>());
     let files_dir = parent.join(format!("{base}.runs-{tag}"));
     let db_dir = parent.join(format!("{base}.ingesting-{tag}"));
-    // The downloaded runs need no sync of their own: ingestion syncs the
-    // files it links into the database, and compaction outputs are synced.
-    let fetch = job.with_options(JobStoreOptions {
-        fsync_restore: false,
-        ..job.options().clone()
-    });
     let result = (|| {
         let t = Instant::now();
-        runtime.block_on(fetch.restore(manifest.id, &files_dir))?;
-        let downloaded = t.elapsed();
-        ingest_runs(&db_dir, &files_dir, layout)?;
+        fetch_and_ingest(runtime, job, manifest, layout, &files_dir, &db_dir)?;
         tracing::info!(
             checkpoint = manifest.id,
             runs = layout.runs.len(),
-            download_ms = downloaded.as_millis() as u64,
-            ingest_ms = (t.elapsed() - downloaded).as_millis() as u64,
+            ms = t.elapsed().as_millis() as u64,
             "restored runs"
         );
-
         if local_dir.exists() {
             std::fs::remove_dir(local_dir)
                 .map_err(StateError::io(format!("replacing {}", local_dir.display())))?;

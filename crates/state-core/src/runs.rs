@@ -610,7 +610,12 @@ const RESTORE_L0_LEFT_TO_BACKGROUND: u64 = 10;
 /// Creates a database in `db_dir` from the runs in `files_dir`, oldest run
 /// first, then compacts column families that ingestion left with many
 /// overlapping files.
-pub(crate) fn ingest_runs(db_dir: &Path, files_dir: &Path, layout: &RunLayout) -> Result<()> {
+pub(crate) fn ingest_runs(
+    db_dir: &Path,
+    files_dir: &Path,
+    layout: &RunLayout,
+    mut arrived: impl FnMut(&str) -> Result<()>,
+) -> Result<()> {
     let mut cfs: Vec<String> = layout
         .runs
         .iter()
@@ -626,6 +631,7 @@ pub(crate) fn ingest_runs(db_dir: &Path, files_dir: &Path, layout: &RunLayout) -
         // splits at keys, a delta has one file): one ingestion each.
         let mut by_cf: BTreeMap<&str, Vec<PathBuf>> = BTreeMap::new();
         for f in &run.files {
+            arrived(&f.name)?;
             by_cf
                 .entry(f.cf.as_str())
                 .or_default()
@@ -644,25 +650,40 @@ pub(crate) fn ingest_runs(db_dir: &Path, files_dir: &Path, layout: &RunLayout) -
                 )))?;
         }
     }
-    for name in &cfs {
-        let Some(cf) = db.cf_handle(name) else {
-            continue;
-        };
-        let l0 = db
-            .property_int_value_cf(cf, "rocksdb.num-files-at-level0")
+    // Automatic compaction merged L0 into L1 while runs were ingested (and
+    // on down only as levels fill up, never rewriting the bottom level the
+    // oldest run went to). Column families still holding many overlapping
+    // runs in L0 are finished now: more would slow the store's writes down
+    // (RocksDB's L0 slowdown trigger); a few are left to its background.
+    while cfs
+        .iter()
+        .filter_map(|n| db.cf_handle(n))
+        .any(|cf| l0_files(&db, cf) > RESTORE_L0_LEFT_TO_BACKGROUND)
+    {
+        let failed = db
+            .property_int_value("rocksdb.background-errors")
             .ok()
             .flatten()
             .unwrap_or(0);
-        // A few overlapping runs are left to the store's own background
-        // compaction once it is open; more would slow its writes down
-        // (RocksDB's L0 slowdown trigger), so they are merged now.
-        if l0 > RESTORE_L0_LEFT_TO_BACKGROUND {
-            db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        if failed > 0 {
+            return Err(StateError::Corrupt {
+                state: db_dir.display().to_string(),
+                what: "restore",
+                reason: "RocksDB failed merging the ingested runs".into(),
+            });
         }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     db.flush()
         .map_err(run_error(format!("flushing {}", db_dir.display())))?;
     Ok(())
+}
+
+fn l0_files(db: &DB, cf: &rocksdb::ColumnFamily) -> u64 {
+    db.property_int_value_cf(cf, "rocksdb.num-files-at-level0")
+        .ok()
+        .flatten()
+        .unwrap_or(0)
 }
 
 /// Reads the layout document of a v2 checkpoint (`None`: a v1 checkpoint).

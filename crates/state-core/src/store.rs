@@ -631,8 +631,8 @@ fn write_metadata(db: &DB, records: Vec<MetaRecord>) -> Result<()> {
 
 /// A fresh database for a restore that ingests runs: the store's column
 /// family options (its merge operator compacts list operands), no TTL
-/// filter (nothing has expired before the store reopens), and no automatic
-/// compaction or write stall while files are ingested one run at a time.
+/// filter (nothing has expired before the store reopens), and no write
+/// stall while files are ingested one run at a time.
 pub(crate) fn open_for_ingest(path: &Path, cf_names: &[String]) -> Result<DB> {
     let tuning = RocksTuning::default();
     let resources = SharedResources::new(&tuning);
@@ -655,7 +655,10 @@ pub(crate) fn open_for_ingest(path: &Path, cf_names: &[String]) -> Result<DB> {
                 &event_time,
                 &clock,
             );
-            o.set_disable_auto_compactions(true);
+            // Fixed level sizes: L0 compacts into L1, not into the bottom
+            // level where the oldest run (most of the state) was ingested,
+            // so merging the newer runs never rewrites it.
+            o.set_level_compaction_dynamic_level_bytes(false);
             o.set_level_zero_slowdown_writes_trigger(1 << 20);
             o.set_level_zero_stop_writes_trigger(1 << 20);
             ColumnFamilyDescriptor::new(n.as_str(), o)

@@ -264,3 +264,70 @@ fn slices_sweep_the_key_space_and_retire_deltas() {
         "deltas must be retired once slices cover them: {counts:?}"
     );
 }
+
+#[test]
+fn a_corrupt_or_failing_run_leaves_nothing_behind() {
+    let rt = io_runtime().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
+    let memory = Arc::new(InMemory::new());
+    let faults = FaultStore::new(memory.clone());
+    let job = JobStore::from_store(
+        Arc::new(faults.clone()),
+        ObjectPath::from("job"),
+        JobStoreOptions::default(),
+    );
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging")).unwrap();
+    apply(&store, &Step::Bulk(3, 300));
+    cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
+    cp.wait_next().unwrap().result.unwrap();
+    apply(&store, &Step::MapPut(1, 2, 3));
+    cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
+    let m = cp.wait_next().unwrap().result.unwrap();
+    let layout = layout_of(&m.states).unwrap().unwrap();
+    assert!(layout.runs.len() >= 2, "{layout:?}");
+    let restores = dir.path().join("restores");
+    std::fs::create_dir_all(&restores).unwrap();
+    let leftovers = || std::fs::read_dir(&restores).unwrap().count();
+
+    // A download that keeps failing.
+    faults.add(Fault::new(
+        FaultOp::Get,
+        "shared",
+        None,
+        Action::FailPermanent,
+    ));
+    let err = restore(
+        &rt,
+        &job,
+        None,
+        &restores.join("a"),
+        StoreOptions::new(descriptors()),
+    )
+    .err()
+    .expect("a failing download fails the restore");
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert_eq!(leftovers(), 0, "nothing left beside the target");
+    faults.clear();
+
+    // A run whose bytes changed in the store: its checksum is refused.
+    let victim = &m.files[m.files.len() - 1];
+    let path = ObjectPath::from(format!("job/{}", victim.object));
+    rt.block_on(checkpoint_store::object_store::ObjectStore::put(
+        memory.as_ref(),
+        &path,
+        vec![0u8; victim.size as usize].into(),
+    ))
+    .unwrap();
+    let err = restore(
+        &rt,
+        &job,
+        None,
+        &restores.join("b"),
+        StoreOptions::new(descriptors()),
+    )
+    .err()
+    .expect("a corrupt run fails the restore");
+    assert!(err.to_string().contains("checksum"), "{err}");
+    assert_eq!(leftovers(), 0, "nothing left beside the target");
+}
