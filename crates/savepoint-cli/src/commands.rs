@@ -477,7 +477,7 @@ fn inspect_checkpoint(
                 .filter(|r| matches!(r.kind, state_core::runs::RunKind::Slice { .. }))
                 .count();
             let deltas = l.runs.len() - slices;
-            let bytes: u64 = l.runs.iter().map(|r| r.bytes).sum();
+            let bytes = l.runs.iter().fold(0u64, |a, r| a.saturating_add(r.bytes));
             let changed = manifest.states["changed_bytes"].as_u64().unwrap_or(0);
             let _ = writeln!(
                 t,

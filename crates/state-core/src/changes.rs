@@ -80,7 +80,7 @@ impl ChangeLog {
             return db.write_opt(batch, opts);
         }
         let mut guard = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        let LogBuf { bytes, spill } = &mut *guard;
+        let LogBuf { bytes, spill, .. } = &mut *guard;
         let mark = bytes.len();
         let data = batch.data();
         bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
@@ -98,9 +98,12 @@ impl ChangeLog {
                 match sp.tx.send(std::mem::take(bytes)) {
                     Ok(()) => sp.sent += 1,
                     Err(std::sync::mpsc::SendError(segment)) => {
-                        // The sealer is gone: keep the log in memory, whole.
+                        // The sealer is gone, and with it segments it may
+                        // not have sealed: keep the log in memory, and make
+                        // the next cut incomplete (a full copy).
                         *bytes = segment;
                         *spill = None;
+                        guard.broken = true;
                     }
                 }
             }
@@ -118,6 +121,7 @@ impl ChangeLog {
         }
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         buf.spill = Some(Spill {
+            owner,
             tx,
             threshold: threshold.max(1),
             sent: 0,
@@ -133,13 +137,24 @@ impl ChangeLog {
         let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         let log = std::mem::take(&mut buf.bytes);
-        let spilled = buf.spill.as_ref().map_or(0, |s| s.sent);
+        let spilled = match &buf.spill {
+            Some(s) if s.owner == owner => s.sent,
+            Some(_) => {
+                // Another checkpointer's sealer: its segments are not this
+                // one's to take (this cut is incomplete anyway), and it
+                // receives nothing more.
+                buf.spill = None;
+                0
+            }
+            None => 0,
+        };
+        let broken = std::mem::take(&mut buf.broken);
         drop(buf);
         let was_on = self.capturing.swap(true, Ordering::AcqRel);
         let previous = self.last_cut_by.swap(owner, Ordering::AcqRel);
         Cut {
             log,
-            complete: was_on && previous == owner,
+            complete: was_on && previous == owner && !broken,
             spilled,
             at_cut: at_cut(),
         }
@@ -169,9 +184,14 @@ struct LogBuf {
     /// `[u32 LE length][write batch bytes]` records, in the order applied.
     bytes: Vec<u8>,
     spill: Option<Spill>,
+    /// Segments were handed to a sealer that is gone: the log since the
+    /// last cut is not complete.
+    broken: bool,
 }
 
 struct Spill {
+    /// The checkpointer whose sealer receives the segments.
+    owner: u64,
     tx: SyncSender<Vec<u8>>,
     threshold: usize,
     /// Segments sent so far.
@@ -446,5 +466,27 @@ mod tests {
             log.len() > 100,
             "with the sealer gone the log stays in memory"
         );
+        assert!(
+            !log.cut(1, || ()).complete,
+            "segments a gone sealer may have lost make the next cut a full copy"
+        );
+    }
+
+    #[test]
+    fn another_checkpointers_cut_takes_the_spill_away() {
+        let (_d, db) = db_with(&["a"]);
+        let log = ChangeLog::new(&db, &["a".to_string()]).unwrap();
+        let cf = db.cf_handle("a").unwrap();
+        log.cut(1, || ());
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        log.set_spill(1, tx, 10);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, b"k", [0u8; 20]);
+        log.write(&db, batch, &WriteOptions::default()).unwrap();
+        assert_eq!(rx.try_iter().count(), 1);
+        let cut = log.cut(2, || ());
+        assert!(!cut.complete);
+        assert_eq!(cut.spilled, 0, "owner 1's segments are not owner 2's");
+        assert!(rx.recv().is_err(), "owner 1's sealer receives nothing more");
     }
 }

@@ -336,7 +336,8 @@ impl Checkpointer {
                 self.writer.epoch(),
                 inner.changes.cf_names().clone(),
                 rx,
-            )?;
+            )
+            .map_err(|e| self.log_lost(e))?;
             self.sealer = Some(Arc::new(sealer));
             inner
                 .changes
@@ -392,12 +393,22 @@ impl Checkpointer {
                     changed_bytes,
                 });
             })
-            .map_err(StateError::io("starting the upload thread"))?;
+            .map_err(|e| self.log_lost(StateError::io("starting the upload thread")(e)))?;
         self.in_flight += 1;
         Ok(TriggeredCheckpoint {
             sequence,
             sync_pause,
         })
+    }
+
+    /// An error after a cut took the change log: the next checkpoint must
+    /// copy the whole state, or it would miss this interval's writes.
+    fn log_lost(&self, e: StateError) -> StateError {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .needs_base = true;
+        e
     }
 
     /// Checkpoints that finished since the last call, without blocking.
@@ -433,6 +444,26 @@ impl Drop for Checkpointer {
         // Nobody takes the store's change log any more: stop recording it.
         if let Some(store) = &self.captured {
             store.inner.changes.stop(self.owner);
+        }
+    }
+}
+
+/// Deletes the files in the run folder that no pending run lists: what a
+/// failed seal left half-written or no longer needs.
+fn remove_unlisted_runs(st: &RunState) {
+    let listed: HashSet<&str> = st
+        .pending
+        .iter()
+        .flat_map(|r| r.files.iter().map(|f| f.name.as_str()))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(&st.dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Spilled segments of the next barrier (`-s<k>-`) are the sealer's.
+        if !listed.contains(name.as_str()) && !name.contains("-s") {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
@@ -489,6 +520,7 @@ fn commit_runs(
         Err(e) => {
             // The log is gone: only a whole copy of the state can follow.
             st.needs_base = true;
+            remove_unlisted_runs(&st);
             return Err(e);
         }
     };
@@ -523,8 +555,14 @@ fn commit_runs(
         runs: live.clone(),
         cursor: st.cursor.clone(),
     };
-    meta.states["layout"] = serde_json::to_value(&layout)
-        .map_err(|e| StateError::InvalidOption(format!("layout document: {e}")))?;
+    meta.states["layout"] = match serde_json::to_value(&layout) {
+        Ok(doc) => doc,
+        Err(e) => {
+            st.needs_base = true;
+            remove_unlisted_runs(&st);
+            return Err(StateError::InvalidOption(format!("layout document: {e}")));
+        }
+    };
     let result = runtime.block_on(writer.commit_checkpoint_reusing(&st.dir, &local, &reused, meta));
     match result {
         Ok(manifest) => {
@@ -558,6 +596,17 @@ fn commit_runs(
 /// Writes the runs of one barrier: the delta of its change log, and a
 /// slice of the state (the whole state when there is no complete base).
 fn seal_cut(st: &mut RunState, cut: Cut) -> Result<Vec<Run>> {
+    let mut new = Vec::new();
+    let sealed = seal_cut_into(st, cut, &mut new);
+    if sealed.is_err() {
+        for f in new.drain(..).flat_map(|r| r.files) {
+            let _ = std::fs::remove_file(st.dir.join(&f.name));
+        }
+    }
+    sealed.map(|()| new)
+}
+
+fn seal_cut_into(st: &mut RunState, cut: Cut, new: &mut Vec<Run>) -> Result<()> {
     std::fs::create_dir_all(&st.dir)
         .map_err(StateError::io(format!("creating {}", st.dir.display())))?;
     let mut namer = FileNamer {
@@ -568,11 +617,17 @@ fn seal_cut(st: &mut RunState, cut: Cut) -> Result<Vec<Run>> {
         next: 0,
         slice_file_bytes: cut.slice_file_bytes,
     };
-    let mut new = Vec::new();
     let mut full = st.needs_base || !cut.complete;
     // Segments sealed since the previous barrier come first: they hold the
     // interval's earlier writes.
     let spilled = match &cut.sealer {
+        Some(s) if !cut.complete => {
+            // Segments of an incomplete log: the full copy replaces them.
+            for f in s.drain().into_iter().flat_map(|r| r.files) {
+                let _ = std::fs::remove_file(st.dir.join(&f.name));
+            }
+            Vec::new()
+        }
         Some(s) => s.take_upto(cut.spilled),
         None => Vec::new(),
     };
@@ -609,7 +664,7 @@ fn seal_cut(st: &mut RunState, cut: Cut) -> Result<Vec<Run>> {
         .committed
         .iter()
         .chain(&st.pending)
-        .chain(&new)
+        .chain(new.iter())
         .any(|r| r.kind == RunKind::Delta);
     let slice = if full {
         Some(write_slice(&cut.snapshot, &Pos::start(), None, &mut namer)?)
@@ -631,7 +686,7 @@ fn seal_cut(st: &mut RunState, cut: Cut) -> Result<Vec<Run>> {
         new.push(s);
     }
     st.needs_base = false;
-    Ok(new)
+    Ok(())
 }
 
 impl StateStore {
@@ -818,6 +873,21 @@ fn restore_runs(
     local_dir: &Path,
 ) -> Result<()> {
     let listed: HashSet<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
+    if layout.runs.is_empty() {
+        return Err(corrupt_manifest(manifest.id, "a layout with no runs"));
+    }
+    let mut seen = HashSet::new();
+    if let Some(f) = layout
+        .runs
+        .iter()
+        .flat_map(|r| r.files.iter())
+        .find(|f| !seen.insert(f.name.as_str()))
+    {
+        return Err(corrupt_manifest(
+            manifest.id,
+            &format!("run file {} listed twice", f.name),
+        ));
+    }
     if let Some(f) = layout
         .runs
         .iter()

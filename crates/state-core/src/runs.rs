@@ -171,6 +171,10 @@ impl<'o> RunWriter<'o> {
 
     fn finish(mut self) -> Result<Option<RunFile>> {
         if self.entries == 0 {
+            // An opened writer with nothing in it: no run file, and no
+            // empty file left behind.
+            drop(self.sst);
+            let _ = std::fs::remove_file(&self.path);
             return Ok(None);
         }
         self.sst
@@ -378,6 +382,8 @@ impl Sealer {
         std::thread::Builder::new()
             .name("change-log-sealer".into())
             .spawn(move || {
+                // Tells waiters the thread has ended, even by a panic.
+                let _gone = Gone(theirs.clone());
                 let mut k = 0u64;
                 for segment in segments {
                     k += 1;
@@ -399,12 +405,20 @@ impl Sealer {
                     st.done = k;
                     cv.notify_all();
                 }
-                let (lock, cv) = &*theirs;
-                lock.lock().unwrap_or_else(|p| p.into_inner()).gone = true;
-                cv.notify_all();
             })
             .map_err(StateError::io("starting the change log sealer"))?;
         Ok(Sealer { shared })
+    }
+
+    /// Takes whatever is sealed, without waiting: for a checkpoint that
+    /// copies the whole state and needs none of it.
+    pub fn drain(&self) -> Vec<Run> {
+        let (lock, _) = &*self.shared;
+        let mut st = lock.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut st.runs)
+            .into_iter()
+            .filter_map(|(_, r)| r.ok().flatten())
+            .collect()
     }
 
     /// The runs of segments `..=upto`, in order, once they are sealed.
@@ -429,6 +443,16 @@ impl Sealer {
             }));
         }
         out
+    }
+}
+
+struct Gone(Arc<(Mutex<Sealed>, Condvar)>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.0;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).gone = true;
+        cv.notify_all();
     }
 }
 

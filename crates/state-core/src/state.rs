@@ -297,6 +297,8 @@ impl<C: ValueCodec> MapState<C> {
     pub fn remove_range(&self, key: &[u8], from: &[u8], to: &[u8]) -> Result<()> {
         let lo = self.h.key(key, from)?;
         let hi = self.h.key(key, to)?;
+        // Counted as changed state: a checkpoint's slice budget follows it.
+        self.h.store.note_written(lo.len() + hi.len());
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_range_cf(self.h.cf()?, &lo, &hi);
         self.h.store.write(batch, "range delete")
@@ -381,6 +383,7 @@ impl<C: ValueCodec> MapState<C> {
     pub fn clear(&self, key: &[u8]) -> Result<()> {
         let prefix = self.h.key(key, b"")?;
         let end = keys::prefix_successor(&prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1]);
+        self.h.store.note_written(prefix.len() + end.len());
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_range_cf(self.h.cf()?, &prefix, &end);
         self.h.store.write(batch, "clear")

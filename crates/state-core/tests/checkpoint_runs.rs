@@ -331,3 +331,55 @@ fn a_corrupt_or_failing_run_leaves_nothing_behind() {
     assert!(err.to_string().contains("checksum"), "{err}");
     assert_eq!(leftovers(), 0, "nothing left beside the target");
 }
+
+#[test]
+fn two_checkpointers_on_one_store_never_lose_writes() {
+    // A fenced writer that still cuts the store's change log (and had a
+    // sealer of its own) must not make the new writer's checkpoints miss
+    // the writes it took.
+    let rt = io_runtime().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
+    let job = JobStore::from_store(
+        Arc::new(InMemory::new()),
+        ObjectPath::from("job"),
+        JobStoreOptions::default(),
+    );
+    let tiny = CheckpointLayout::Runs(RunOptions {
+        log_spill_bytes: 200,
+        ..RunOptions::default()
+    });
+    let start = |name: &str| {
+        Checkpointer::start(rt.clone(), job.clone(), dir.path().join(name))
+            .unwrap()
+            .with_layout(tiny)
+    };
+    let checkpoint = |cp: &mut Checkpointer| {
+        cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
+        cp.wait_next().unwrap().result
+    };
+    let mut old = start("a");
+    apply(&store, &Step::Bulk(1, 200));
+    checkpoint(&mut old).unwrap();
+    apply(&store, &Step::Bulk(2, 200)); // spilled to the old writer's sealer
+    let mut new = start("b");
+    apply(&store, &Step::Bulk(3, 200));
+    checkpoint(&mut new).unwrap();
+    apply(&store, &Step::Bulk(4, 200));
+    assert!(checkpoint(&mut old).is_err(), "the old writer is fenced");
+    apply(&store, &Step::Bulk(5, 200));
+    let m = checkpoint(&mut new).unwrap();
+    apply(&store, &Step::Bulk(6, 200));
+    let want = contents(&store);
+    let last = checkpoint(&mut new).unwrap();
+    assert!(last.id > m.id);
+    let (restored, _) = restore(
+        &rt,
+        &job,
+        None,
+        &dir.path().join("restored"),
+        StoreOptions::new(descriptors()),
+    )
+    .unwrap();
+    assert_eq!(contents(&restored), want);
+}
