@@ -93,9 +93,10 @@ pub struct RunArgs {
     /// Testing: exit abruptly after N events, as if crashed, committing nothing.
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after_events: Option<u64>,
-    /// Testing: exit abruptly as soon as this run's Nth checkpoint is
-    /// committed, before its output files are published.
-    #[arg(long, value_name = "N", hide = true)]
+    /// Crash drill: exit abruptly (code 3) as soon as this run's Nth
+    /// checkpoint is committed, before its output files are published; the
+    /// next run resumes from it (the README's demo uses it).
+    #[arg(long, value_name = "N")]
     pub stop_after_checkpoints: Option<u64>,
 }
 
