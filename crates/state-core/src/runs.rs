@@ -217,11 +217,17 @@ pub(crate) fn seal_delta(
         }
     }
     ids.sort();
-    let rank = |cf: u32| {
-        ids.iter()
-            .position(|&(_, id)| id == cf)
-            .unwrap_or(usize::MAX)
-    };
+    // Column family ids are small: a table, not a search per comparison.
+    let len = ids
+        .iter()
+        .map(|&(_, id)| id as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut ranks = vec![usize::MAX; len];
+    for (rank, &(_, id)) in ids.iter().enumerate() {
+        ranks[id as usize] = rank;
+    }
+    let rank = |cf: u32| ranks.get(cf as usize).copied().unwrap_or(usize::MAX);
     // One sort: column family, key, then log position. Range deletes sort
     // by their start key among the points.
     changes.sort_unstable_by(|a, b| {
