@@ -72,6 +72,12 @@ pub struct RunOptions {
     pub upload_ratio: f64,
     /// A slice starts a new file past this size.
     pub slice_file_bytes: u64,
+    /// Bound on what a restore reads, in multiples of the state: once the
+    /// live deltas exceed `restore_read_limit − 1` times the state, a
+    /// checkpoint's slice runs to the end of the key space (an upload of up
+    /// to the whole state) so that older deltas retire. Without it a state
+    /// that grows ahead of the sweep would never be lapped.
+    pub restore_read_limit: f64,
     /// Past this many bytes of writes since the last barrier, the change log
     /// is handed to a background thread that seals it into a run: the
     /// memory the log holds stays near two segments. 0: never.
@@ -83,6 +89,7 @@ impl Default for RunOptions {
         RunOptions {
             upload_ratio: 1.4,
             slice_file_bytes: 64 << 20,
+            restore_read_limit: 3.5,
             log_spill_bytes: 16 << 20,
         }
     }
@@ -372,6 +379,7 @@ impl Checkpointer {
             cf_names: inner.changes.cf_names().clone(),
             budget: (changed_bytes as f64 * (opts.upload_ratio - 1.0).max(0.0)) as u64,
             slice_file_bytes: opts.slice_file_bytes,
+            restore_read_limit: opts.restore_read_limit,
             changed_bytes,
         };
         let writer = self.writer.clone();
@@ -448,6 +456,14 @@ impl Drop for Checkpointer {
     }
 }
 
+/// Logical bytes of the deltas and of the slices among `runs`.
+fn live_bytes(runs: &[Run]) -> (u64, u64) {
+    runs.iter().fold((0, 0), |(d, s), r| match r.kind {
+        RunKind::Delta => (d.saturating_add(r.bytes), s),
+        RunKind::Slice { .. } => (d, s.saturating_add(r.bytes)),
+    })
+}
+
 /// Deletes the files in the run folder that no pending run lists: what a
 /// failed seal left half-written or no longer needs.
 fn remove_unlisted_runs(st: &RunState) {
@@ -498,6 +514,7 @@ struct Cut {
     /// Logical bytes of state a slice may add to this checkpoint's upload.
     budget: u64,
     slice_file_bytes: u64,
+    restore_read_limit: f64,
     changed_bytes: u64,
 }
 
@@ -660,15 +677,18 @@ fn seal_cut_into(st: &mut RunState, cut: Cut, new: &mut Vec<Run>) -> Result<()> 
             let _ = std::fs::remove_file(st.dir.join(&f.name));
         }
     }
-    let deltas_live = st
-        .committed
-        .iter()
-        .chain(&st.pending)
-        .chain(new.iter())
-        .any(|r| r.kind == RunKind::Delta);
+    let mut all: Vec<Run> = st.committed.clone();
+    all.extend(st.pending.iter().cloned());
+    all.extend(new.iter().cloned());
+    let (delta_bytes, slice_bytes) = live_bytes(&live_runs(&all));
+    // Restore reads the live slices (about the state) plus the live deltas.
+    let catch_up =
+        delta_bytes as f64 > (cut.restore_read_limit - 1.0).max(0.0) * slice_bytes.max(1) as f64;
     let slice = if full {
         Some(write_slice(&cut.snapshot, &Pos::start(), None, &mut namer)?)
-    } else if deltas_live && cut.changed_bytes > 0 {
+    } else if catch_up {
+        Some(write_slice(&cut.snapshot, &st.cursor, None, &mut namer)?)
+    } else if delta_bytes > 0 && cut.changed_bytes > 0 {
         Some(write_slice(
             &cut.snapshot,
             &st.cursor,

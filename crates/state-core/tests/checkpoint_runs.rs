@@ -176,6 +176,7 @@ fn run(
             upload_ratio,
             slice_file_bytes,
             log_spill_bytes,
+            ..RunOptions::default()
         }));
     let mut expected: Vec<(u64, Contents)> = Vec::new();
     let mut run_counts = Vec::new();
@@ -382,4 +383,62 @@ fn two_checkpointers_on_one_store_never_lose_writes() {
     )
     .unwrap();
     assert_eq!(contents(&restored), want);
+}
+
+#[test]
+fn a_state_growing_ahead_of_the_sweep_keeps_restores_bounded() {
+    // New keys every interval and a small upload budget: the sweep alone
+    // would never lap the state, and a restore would read every delta ever
+    // written. The live deltas stay within the restore read limit.
+    let rt = io_runtime().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
+    let job = JobStore::from_store(
+        Arc::new(InMemory::new()),
+        ObjectPath::from("job"),
+        JobStoreOptions::default(),
+    );
+    let opts = RunOptions {
+        upload_ratio: 1.05,
+        restore_read_limit: 2.0,
+        ..RunOptions::default()
+    };
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging"))
+        .unwrap()
+        .with_layout(CheckpointLayout::Runs(opts));
+    let vs = store.value_state_serde::<V>("v").unwrap();
+    let mut last = None;
+    for round in 0..60u32 {
+        for i in 0..50u32 {
+            let key = format!("grow-{round:04}-{i:03}");
+            vs.put(key.as_bytes(), &v((i % 200) as u8)).unwrap();
+        }
+        cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
+        let m = cp.wait_next().unwrap().result.unwrap();
+        let layout = layout_of(&m.states).unwrap().unwrap();
+        let (mut deltas, mut slices) = (0u64, 0u64);
+        for r in &layout.runs {
+            match r.kind {
+                RunKind::Delta => deltas += r.bytes,
+                RunKind::Slice { .. } => slices += r.bytes,
+            }
+        }
+        // One checkpoint's delta may exceed the limit before the next one
+        // catches up.
+        let one_delta = 50 * 60;
+        assert!(
+            deltas <= slices + one_delta,
+            "round {round}: {deltas} bytes of deltas live for {slices} of slices"
+        );
+        last = Some(contents(&store));
+    }
+    let (restored, _) = restore(
+        &rt,
+        &job,
+        None,
+        &dir.path().join("restored"),
+        StoreOptions::new(descriptors()),
+    )
+    .unwrap();
+    assert_eq!(Some(contents(&restored)), last);
 }
