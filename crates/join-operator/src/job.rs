@@ -260,6 +260,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
             .map_err(state_core::StateError::from)?
             .map(|m| m.id),
     };
+    let mut restored_manifest = None;
     let (store, resumed) = match (start_id, &args.from_savepoint) {
         (None, Some(url)) => {
             let (store, sp) = state_core::savepoint::restore_into(url, &state_dir, store_opts)?;
@@ -278,7 +279,9 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
             let (store, manifest) =
                 state_core::restore(&runtime, &job, Some(id), &state_dir, store_opts)?;
             let meta = job_metadata(&manifest.user, manifest.id, "checkpoint")?;
-            (store, Some((manifest.id, meta)))
+            let id = manifest.id;
+            restored_manifest = Some(manifest);
+            (store, Some((id, meta)))
         }
         (None, None) => (StateStore::open(&state_dir, store_opts)?, None),
     };
@@ -292,6 +295,11 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
         LayoutArg::Runs => CheckpointLayout::default(),
         LayoutArg::Files => CheckpointLayout::Files,
     });
+    if let Some(manifest) = &restored_manifest {
+        // Nothing has written to the restored store yet: its checkpoints
+        // continue the restored runs instead of starting with a full copy.
+        checkpointer.continue_from(&store, manifest)?;
+    }
     let late_dir = args.output.join(LATE_HEADER_DIR);
     let sinks = recover_sinks(
         &plan,

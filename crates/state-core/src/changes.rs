@@ -30,6 +30,8 @@ pub(crate) struct ChangeLog {
     /// Who took the last cut: a log is only a complete record since the
     /// previous cut for the checkpointer that took both.
     last_cut_by: AtomicU64,
+    /// Batches written since the store was opened.
+    writes: AtomicU64,
     /// Held across the DB write while capturing, so that the log's order is
     /// the DB's order even with several writer threads.
     buf: Mutex<LogBuf>,
@@ -59,6 +61,7 @@ impl ChangeLog {
             gate: RwLock::new(()),
             capturing: AtomicBool::new(false),
             last_cut_by: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             buf: Mutex::new(LogBuf::default()),
             cf_names,
         })
@@ -76,6 +79,7 @@ impl ChangeLog {
         opts: &WriteOptions,
     ) -> std::result::Result<(), rocksdb::Error> {
         let _gate = self.gate.read().unwrap_or_else(|p| p.into_inner());
+        self.writes.fetch_add(1, Ordering::Relaxed);
         if !self.capturing.load(Ordering::Acquire) {
             return db.write_opt(batch, opts);
         }
@@ -171,6 +175,12 @@ impl ChangeLog {
         self.last_cut_by.store(0, Ordering::Release);
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         *buf = LogBuf::default();
+    }
+
+    /// Write batches applied since the store was opened (attempted ones
+    /// included): zero means the store still holds what it was opened with.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// Bytes recorded since the last cut and not yet handed to a sealer.

@@ -139,6 +139,9 @@ pub struct Checkpointer {
     captured: Option<StateStore>,
     /// Seals the change log's segments between barriers (layout v2).
     sealer: Option<Arc<Sealer>>,
+    /// Added to sequence numbers to make run barriers: runs continued
+    /// from a restored checkpoint keep theirs, and newer ones must be larger.
+    barrier_offset: u64,
 }
 
 /// A runtime for object-store I/O that does not compete with the operator
@@ -203,6 +206,7 @@ impl Checkpointer {
             runs: Arc::new(Mutex::new(runs)),
             captured: None,
             sealer: None,
+            barrier_offset: 0,
         })
     }
 
@@ -326,30 +330,7 @@ impl Checkpointer {
         let sequence = self.next_sequence;
         let inner = &store.inner;
         let cut = inner.changes.cut(self.owner, || OwnedSnapshot::new(inner));
-        if self.sealer.is_none() && opts.log_spill_bytes > 0 {
-            // Capture is on from this cut: from now on the log may spill.
-            // A rendezvous: a writer that fills a segment while the sealer
-            // still works on the previous one waits, so the log holds at
-            // most about two segments.
-            let (tx, rx) = std::sync::mpsc::sync_channel(0);
-            let dir = self
-                .runs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .dir
-                .clone();
-            let sealer = Sealer::spawn(
-                dir,
-                self.writer.epoch(),
-                inner.changes.cf_names().clone(),
-                rx,
-            )
-            .map_err(|e| self.log_lost(e))?;
-            self.sealer = Some(Arc::new(sealer));
-            inner
-                .changes
-                .set_spill(self.owner, tx, opts.log_spill_bytes);
-        }
+        self.ensure_sealer(store, opts)?;
         self.captured = Some(store.clone());
         let written = store.bytes_written();
         let changed_bytes = written.saturating_sub(self.written_at_last);
@@ -369,7 +350,7 @@ impl Checkpointer {
         let sync_pause = started.elapsed();
         self.next_sequence += 1;
         let cut = Cut {
-            barrier: sequence,
+            barrier: sequence + self.barrier_offset,
             epoch: self.writer.epoch(),
             log: cut.log,
             complete: cut.complete,
@@ -407,6 +388,98 @@ impl Checkpointer {
             sequence,
             sync_pause,
         })
+    }
+
+    /// Starts the sealer that takes the change log's segments between
+    /// barriers, once capture is on (after a cut).
+    fn ensure_sealer(&mut self, store: &StateStore, opts: RunOptions) -> Result<()> {
+        if self.sealer.is_some() || opts.log_spill_bytes == 0 {
+            return Ok(());
+        }
+        let inner = &store.inner;
+        // A rendezvous: a writer that fills a segment while the sealer still
+        // works on the previous one waits, so the log holds at most about
+        // two segments.
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        let dir = self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .dir
+            .clone();
+        let sealer = Sealer::spawn(
+            dir,
+            self.writer.epoch(),
+            inner.changes.cf_names().clone(),
+            rx,
+        )
+        .map_err(|e| self.log_lost(e))?;
+        self.sealer = Some(Arc::new(sealer));
+        inner
+            .changes
+            .set_spill(self.owner, tx, opts.log_spill_bytes);
+        Ok(())
+    }
+
+    /// Continues the runs of checkpoint `manifest`, from which `store` was
+    /// just restored (and not written to since): the next checkpoint is
+    /// incremental, reusing the restored runs, instead of a copy of the
+    /// whole state. Returns false, changing nothing, when that does not
+    /// hold: a v1 checkpoint or layout, another key-group range, writes
+    /// since the restore, or a checkpoint that is not the job's newest (its
+    /// files may not be retained). Call it before anything writes to the
+    /// store.
+    pub fn continue_from(&mut self, store: &StateStore, manifest: &Manifest) -> Result<bool> {
+        let CheckpointLayout::Runs(opts) = self.layout else {
+            return Ok(false);
+        };
+        let Some(layout) =
+            layout_of(&manifest.states).map_err(|r| corrupt_manifest(manifest.id, &r))?
+        else {
+            return Ok(false);
+        };
+        let range = (store.key_groups().start, store.key_groups().end);
+        if store.inner.changes.writes() != 0
+            || manifest.key_group_range != range
+            || manifest.max_parallelism != store.max_parallelism()
+            || self.last_committed != Some(manifest.id)
+        {
+            return Ok(false);
+        }
+        let files: HashMap<String, ManifestFile> = manifest
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.clone()))
+            .collect();
+        if layout
+            .runs
+            .iter()
+            .flat_map(|r| r.files.iter())
+            .any(|f| !files.contains_key(&f.name))
+        {
+            return Ok(false);
+        }
+        // Capture starts now, with nothing written since the restore: the
+        // next cut is a complete record since the restored checkpoint.
+        store.inner.changes.cut(self.owner, || ());
+        self.captured = Some(store.clone());
+        self.ensure_sealer(store, opts)?;
+        // Barriers must keep growing across writers: run pruning compares
+        // them.
+        self.barrier_offset = layout.runs.iter().map(|r| r.barrier).max().unwrap_or(0);
+        self.written_at_last = store.bytes_written();
+        let mut st = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        st.committed_files = layout
+            .runs
+            .iter()
+            .flat_map(|r| r.files.iter())
+            .filter_map(|f| files.get(&f.name).map(|m| (f.name.clone(), m.clone())))
+            .collect();
+        st.committed = layout.runs;
+        st.cursor = layout.cursor;
+        st.pending.clear();
+        st.needs_base = false;
+        Ok(true)
     }
 
     /// An error after a cut took the change log: the next checkpoint must

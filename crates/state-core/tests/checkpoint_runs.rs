@@ -442,3 +442,126 @@ fn a_state_growing_ahead_of_the_sweep_keeps_restores_bounded() {
     .unwrap();
     assert_eq!(Some(contents(&restored)), last);
 }
+
+#[test]
+fn continuing_from_a_restored_checkpoint_stays_incremental() {
+    let rt = io_runtime().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job = JobStore::from_store(
+        Arc::new(InMemory::new()),
+        ObjectPath::from("job"),
+        JobStoreOptions {
+            gc_grace: Duration::ZERO,
+            ..JobStoreOptions::default()
+        },
+    );
+    let layout = CheckpointLayout::Runs(RunOptions {
+        upload_ratio: 3.0,
+        ..RunOptions::default()
+    });
+    let checkpoint = |cp: &mut Checkpointer, store: &StateStore| {
+        cp.trigger(store, serde_json::json!({})).unwrap().unwrap();
+        cp.wait_next().unwrap().result.unwrap()
+    };
+    let first = StateStore::open(dir.path().join("a"), StoreOptions::new(descriptors())).unwrap();
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s1"))
+        .unwrap()
+        .with_layout(layout);
+    apply(&first, &Step::Bulk(1, 400));
+    checkpoint(&mut cp, &first);
+    for i in 0..5u8 {
+        apply(&first, &Step::MapPut(i % 6, i, i));
+        apply(&first, &Step::ListAdd(i % 6, i));
+        checkpoint(&mut cp, &first);
+    }
+    drop(cp);
+
+    // A restarted job: restore the newest checkpoint and continue its runs.
+    let (store, manifest) = restore(
+        &rt,
+        &job,
+        None,
+        &dir.path().join("b"),
+        StoreOptions::new(descriptors()),
+    )
+    .unwrap();
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s2"))
+        .unwrap()
+        .with_layout(layout);
+    assert!(cp.continue_from(&store, &manifest).unwrap());
+    let before = layout_of(&manifest.states).unwrap().unwrap().runs.len();
+    for i in 0..30u8 {
+        apply(&store, &Step::ValuePut(i % 6, i));
+        apply(&store, &Step::MapRemove(i % 6, i % 8));
+        apply(&store, &Step::ListAdd(i % 6, i));
+        let m = checkpoint(&mut cp, &store);
+        assert!(
+            m.uploaded_bytes < manifest.total_bytes / 2,
+            "round {i}: {} uploaded, the whole state is {}",
+            m.uploaded_bytes,
+            manifest.total_bytes
+        );
+        if i == 0 {
+            let runs = layout_of(&m.states).unwrap().unwrap().runs.len();
+            assert!(
+                runs > before,
+                "the restored runs are continued, not replaced"
+            );
+        }
+        // Every checkpoint restores to the state at its barrier: pruning
+        // must order the continued runs before the new ones.
+        let (each, _) = restore(
+            &rt,
+            &job,
+            Some(m.id),
+            &dir.path().join(format!("round-{i}")),
+            StoreOptions::new(descriptors()),
+        )
+        .unwrap();
+        assert_eq!(contents(&each), contents(&store), "round {i}");
+    }
+    let want = contents(&store);
+    let (restored, _) = restore(
+        &rt,
+        &job,
+        None,
+        &dir.path().join("c"),
+        StoreOptions::new(descriptors()),
+    )
+    .unwrap();
+    assert_eq!(contents(&restored), want);
+
+    // Not after a write, nor from a checkpoint that is not the newest.
+    let newest = rt.block_on(job.latest()).unwrap().unwrap().id;
+    let (store, manifest) = restore(
+        &rt,
+        &job,
+        Some(newest - 1),
+        &dir.path().join("d"),
+        StoreOptions::new(descriptors()),
+    )
+    .unwrap();
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s3"))
+        .unwrap()
+        .with_layout(layout);
+    assert!(
+        !cp.continue_from(&store, &manifest).unwrap(),
+        "not the newest"
+    );
+    let (store, manifest) = restore(
+        &rt,
+        &job,
+        None,
+        &dir.path().join("e"),
+        StoreOptions::new(descriptors()),
+    )
+    .unwrap();
+    apply(&store, &Step::ValuePut(1, 1));
+    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s4"))
+        .unwrap()
+        .with_layout(layout);
+    assert!(
+        !cp.continue_from(&store, &manifest).unwrap(),
+        "written since"
+    );
+}
