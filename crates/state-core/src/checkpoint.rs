@@ -267,6 +267,35 @@ impl Checkpointer {
                 .map_err(StateError::io(format!("clearing {}", dir.display())))?;
         }
         let files = store.local_checkpoint(&dir)?;
+        let (meta, changed_bytes) = self.capture_meta(store, user);
+        let sync_pause = started.elapsed();
+        self.next_sequence += 1;
+        self.spawn_upload(
+            sequence,
+            sync_pause,
+            changed_bytes,
+            move |runtime, writer, _| {
+                let result = runtime
+                    .block_on(writer.commit_checkpoint(&dir, &files, meta))
+                    .map_err(StateError::from);
+                // The staging copy is only hard links; the store keeps its files.
+                let _ = std::fs::remove_dir_all(&dir);
+                result
+            },
+        )?;
+        Ok(Some(TriggeredCheckpoint {
+            sequence,
+            sync_pause,
+        }))
+    }
+
+    /// The checkpoint's metadata: the caller's, the store's, and the bytes
+    /// of state changed since the previous checkpoint (also returned).
+    fn capture_meta(
+        &mut self,
+        store: &StateStore,
+        user: serde_json::Value,
+    ) -> (CheckpointMeta, u64) {
         let written = store.bytes_written();
         let changed_bytes = written.saturating_sub(self.written_at_last);
         self.written_at_last = written;
@@ -283,37 +312,44 @@ impl Checkpointer {
             },
             user,
         };
-        let sync_pause = started.elapsed();
-        self.next_sequence += 1;
+        (meta, changed_bytes)
+    }
+
+    /// Runs `upload` (given the I/O runtime, the writer and where to note
+    /// the time spent preparing files) on its own thread, and reports it as
+    /// checkpoint `sequence`. A plain thread driving the upload with
+    /// `block_on`: the upload future borrows across its stages, which
+    /// `spawn`'s 'static bound forbids.
+    fn spawn_upload(
+        &mut self,
+        sequence: u64,
+        sync_pause: Duration,
+        changed_bytes: u64,
+        upload: impl FnOnce(&tokio::runtime::Runtime, &Writer, &mut Duration) -> Result<Manifest>
+            + Send
+            + 'static,
+    ) -> Result<()> {
         let writer = self.writer.clone();
         let tx = self.tx.clone();
         let runtime = self.runtime.clone();
-        // A plain thread driving the upload with `block_on`: the upload future
-        // borrows across its stages, which `spawn`'s 'static bound forbids.
         std::thread::Builder::new()
             .name(format!("checkpoint-{sequence}"))
             .spawn(move || {
                 let upload_start = Instant::now();
-                let result = runtime
-                    .block_on(writer.commit_checkpoint(&dir, &files, meta))
-                    .map_err(StateError::from);
-                // The staging copy is only hard links; the store keeps its files.
-                let _ = std::fs::remove_dir_all(&dir);
+                let mut prepare_time = Duration::ZERO;
+                let result = upload(&runtime, &writer, &mut prepare_time);
                 let _ = tx.send(CompletedCheckpoint {
                     sequence,
                     sync_pause,
                     upload_time: upload_start.elapsed(),
-                    prepare_time: Duration::ZERO,
+                    prepare_time,
                     result,
                     changed_bytes,
                 });
             })
             .map_err(StateError::io("starting the upload thread"))?;
         self.in_flight += 1;
-        Ok(Some(TriggeredCheckpoint {
-            sequence,
-            sync_pause,
-        }))
+        Ok(())
     }
 
     /// The synchronous part of a v2 checkpoint: a cut of the change log and
@@ -332,21 +368,7 @@ impl Checkpointer {
         let cut = inner.changes.cut(self.owner, || OwnedSnapshot::new(inner));
         self.ensure_sealer(store, opts)?;
         self.captured = Some(store.clone());
-        let written = store.bytes_written();
-        let changed_bytes = written.saturating_sub(self.written_at_last);
-        self.written_at_last = written;
-        let meta = CheckpointMeta {
-            id: 0,
-            parent: self.last_committed,
-            key_group_range: (store.key_groups().start, store.key_groups().end),
-            max_parallelism: store.max_parallelism(),
-            states: {
-                let mut doc = store.states_document();
-                doc["changed_bytes"] = serde_json::json!(changed_bytes);
-                doc
-            },
-            user,
-        };
+        let (meta, changed_bytes) = self.capture_meta(store, user);
         let sync_pause = started.elapsed();
         self.next_sequence += 1;
         let cut = Cut {
@@ -363,27 +385,14 @@ impl Checkpointer {
             restore_read_limit: opts.restore_read_limit,
             changed_bytes,
         };
-        let writer = self.writer.clone();
-        let tx = self.tx.clone();
-        let runtime = self.runtime.clone();
         let runs = self.runs.clone();
-        std::thread::Builder::new()
-            .name(format!("checkpoint-{sequence}"))
-            .spawn(move || {
-                let upload_start = Instant::now();
-                let mut prepare_time = Duration::ZERO;
-                let result = commit_runs(&runtime, &writer, &runs, cut, meta, &mut prepare_time);
-                let _ = tx.send(CompletedCheckpoint {
-                    sequence,
-                    sync_pause,
-                    upload_time: upload_start.elapsed(),
-                    prepare_time,
-                    result,
-                    changed_bytes,
-                });
-            })
-            .map_err(|e| self.log_lost(StateError::io("starting the upload thread")(e)))?;
-        self.in_flight += 1;
+        self.spawn_upload(
+            sequence,
+            sync_pause,
+            changed_bytes,
+            move |runtime, writer, prepare| commit_runs(runtime, writer, &runs, cut, meta, prepare),
+        )
+        .map_err(|e| self.log_lost(e))?;
         Ok(TriggeredCheckpoint {
             sequence,
             sync_pause,
