@@ -554,8 +554,13 @@ impl Writer {
         reused: &[ManifestFile],
     ) -> Result<Manifest, CheckpointError> {
         let mut state = self.state.lock().await;
-        check_files(files)?;
-        let reused = check_reused(reused, files, &state)?;
+        check_names(
+            files
+                .iter()
+                .map(|f| f.name.as_str())
+                .chain(reused.iter().map(|f| f.name.as_str())),
+        )?;
+        let reused = check_reused(reused, &state)?;
         if let Some((id, mp)) = state.max_parallelism {
             if mp != meta.max_parallelism {
                 return Err(CheckpointError::MaxParallelismMismatch {
@@ -594,41 +599,30 @@ impl Writer {
     }
 }
 
-fn check_files(files: &[LocalFile]) -> Result<(), CheckpointError> {
+/// Every name of the checkpoint, local and reused, is a valid file name
+/// and appears once.
+fn check_names<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), CheckpointError> {
     let mut seen = HashSet::new();
-    for f in files {
-        validate_file_name(&f.name).map_err(|reason| {
-            CheckpointError::InvalidInput(format!("file name `{}`: {reason}", f.name))
+    for name in names {
+        validate_file_name(name).map_err(|reason| {
+            CheckpointError::InvalidInput(format!("file name `{name}`: {reason}"))
         })?;
-        if !seen.insert(f.name.as_str()) {
+        if !seen.insert(name) {
             return Err(CheckpointError::InvalidInput(format!(
-                "file `{}` listed twice",
-                f.name
+                "file `{name}` listed twice"
             )));
         }
     }
     Ok(())
 }
 
-/// Reused files must be shared objects of a retained checkpoint, with names
-/// distinct from each other and from the local files.
+/// Reused files must be shared objects of a retained checkpoint.
 fn check_reused(
     reused: &[ManifestFile],
-    files: &[LocalFile],
     state: &WriterState,
 ) -> Result<Vec<Uploaded>, CheckpointError> {
-    let mut names: HashSet<&str> = files.iter().map(|f| f.name.as_str()).collect();
     let mut out = Vec::with_capacity(reused.len());
     for f in reused {
-        validate_file_name(&f.name).map_err(|reason| {
-            CheckpointError::InvalidInput(format!("file name `{}`: {reason}", f.name))
-        })?;
-        if !names.insert(f.name.as_str()) {
-            return Err(CheckpointError::InvalidInput(format!(
-                "file `{}` listed twice",
-                f.name
-            )));
-        }
         if f.kind != FileKind::Shared
             || f.object != shared_key(&f.checksum)
             || !state.known.contains_key(&f.checksum)
