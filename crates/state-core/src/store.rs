@@ -114,11 +114,7 @@ impl StateStore {
                 names.push(cf);
             }
         }
-        for fixed in [META_CF, TIMERS_CF] {
-            if !names.iter().any(|n| n == fixed) {
-                names.push(fixed.to_string());
-            }
-        }
+        add_fixed_column_families(&mut names);
         let descriptors: Vec<ColumnFamilyDescriptor> = names
             .iter()
             .map(|n| {
@@ -340,10 +336,10 @@ impl StoreInner {
     }
 
     pub fn all_cfs(&self) -> Vec<&ColumnFamily> {
-        let mut names: Vec<&str> = self.states.values().map(|s| s.cf.as_str()).collect();
-        names.push(TIMERS_CF);
-        names.push(META_CF);
-        names.iter().filter_map(|n| self.db.cf_handle(n)).collect()
+        self.all_cf_names()
+            .iter()
+            .filter_map(|n| self.db.cf_handle(n))
+            .collect()
     }
 
     /// Key group of `key`, refused when this instance does not own it.
@@ -629,6 +625,15 @@ fn write_metadata(db: &DB, records: Vec<MetaRecord>) -> Result<()> {
         .map_err(StateError::rocks("flushing metadata"))
 }
 
+/// Every store has the metadata and timer column families.
+fn add_fixed_column_families(names: &mut Vec<String>) {
+    for fixed in [META_CF, TIMERS_CF] {
+        if !names.iter().any(|n| n == fixed) {
+            names.push(fixed.to_string());
+        }
+    }
+}
+
 /// A fresh database for a restore that ingests runs: the store's column
 /// family options (its merge operator compacts list operands), no TTL
 /// filter (nothing has expired before the store reopens), and no write
@@ -639,11 +644,7 @@ pub(crate) fn open_for_ingest(path: &Path, cf_names: &[String]) -> Result<DB> {
     let event_time = Arc::new(AtomicI64::new(i64::MIN));
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
     let mut names: Vec<String> = cf_names.to_vec();
-    for fixed in [META_CF, TIMERS_CF] {
-        if !names.iter().any(|n| n == fixed) {
-            names.push(fixed.to_string());
-        }
-    }
+    add_fixed_column_families(&mut names);
     let descriptors: Vec<ColumnFamilyDescriptor> = names
         .iter()
         .map(|n| {
