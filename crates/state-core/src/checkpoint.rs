@@ -11,8 +11,8 @@ use crate::error::{Result, StateError};
 use crate::keygroup::KeyGroupRange;
 use crate::options::StoreOptions;
 use crate::runs::{
-    ingest_runs, layout_of, live_runs, seal_delta, write_slice, FileNamer, OwnedSnapshot, Pos, Run,
-    RunKind, RunLayout, Sealer, RUNS_LAYOUT_VERSION,
+    ingest_runs, is_segment_file, layout_of, live_runs, seal_delta, write_slice, FileNamer,
+    OwnedSnapshot, Pos, Run, RunKind, RunLayout, Sealer, RUNS_LAYOUT_VERSION,
 };
 use crate::store::StateStore;
 use checkpoint_store::{
@@ -559,8 +559,8 @@ fn remove_unlisted_runs(st: &RunState) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        // Spilled segments of the next barrier (`-s<k>-`) are the sealer's.
-        if !listed.contains(name.as_str()) && !name.contains("-s") {
+        // Sealed log segments of the next barrier are the sealer's.
+        if !listed.contains(name.as_str()) && !is_segment_file(&name) {
             let _ = std::fs::remove_file(e.path());
         }
     }

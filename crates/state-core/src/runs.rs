@@ -109,6 +109,19 @@ pub(crate) struct FileNamer {
     pub slice_file_bytes: u64,
 }
 
+/// Label of the files of the k-th log segment sealed between barriers.
+fn segment_label(k: u64) -> String {
+    format!("s{k}")
+}
+
+/// Whether `name` is a file of a log segment sealed between barriers (it
+/// belongs to the sealer until a barrier takes it).
+pub(crate) fn is_segment_file(name: &str) -> bool {
+    name.strip_prefix("run-")
+        .and_then(|rest| rest.split('-').nth(1))
+        .is_some_and(|label| label.starts_with('s'))
+}
+
 impl FileNamer {
     fn next(&mut self, cf: &str) -> RunFile {
         let name = format!("run-{}-{}-{}.sst", self.epoch, self.label, self.next);
@@ -397,7 +410,7 @@ impl Sealer {
                         dir: dir.clone(),
                         epoch,
                         barrier: 0,
-                        label: format!("s{k}"),
+                        label: segment_label(k),
                         next: 0,
                         slice_file_bytes: u64::MAX,
                     };
@@ -761,6 +774,21 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_files_are_told_from_barrier_files() {
+        let mut namer = FileNamer {
+            dir: PathBuf::new(),
+            epoch: 7,
+            barrier: 12,
+            label: segment_label(3),
+            next: 0,
+            slice_file_bytes: 0,
+        };
+        assert!(is_segment_file(&namer.next("m").name));
+        namer.label = 12.to_string();
+        assert!(!is_segment_file(&namer.next("m").name));
+    }
 
     #[test]
     fn a_range_tombstone_spares_the_points_of_its_own_file() {
