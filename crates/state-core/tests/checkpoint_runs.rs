@@ -2,38 +2,26 @@
 //! snapshot): whatever the writes, the budget and the failed commits, every
 //! retained checkpoint restores to exactly the state at its barrier.
 
+mod common;
+
 use checkpoint_store::fault::{Action, Fault, FaultStore, Op as FaultOp};
 use checkpoint_store::object_store::memory::InMemory;
 use checkpoint_store::object_store::path::Path as ObjectPath;
+use checkpoint_store::object_store::ObjectStore;
+use common::{contents, descriptors, Contents, V};
 use proptest::prelude::*;
 use state_core::checkpoint::{io_runtime, CheckpointLayout, RunOptions};
 use state_core::runs::{layout_of, RunKind};
 use state_core::*;
-use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-const SCHEMA: &str = r#"{"type":"record","name":"V","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct V {
-    n: i64,
-    s: String,
-}
 
 fn v(n: u8) -> V {
     V {
         n: i64::from(n),
         s: "x".repeat(usize::from(n % 7)),
     }
-}
-
-fn descriptors() -> Vec<StateDescriptor> {
-    vec![
-        StateDescriptor::value("v", SCHEMA),
-        StateDescriptor::list("l", SCHEMA),
-        StateDescriptor::map("m", SCHEMA),
-    ]
 }
 
 #[derive(Debug, Clone)]
@@ -137,17 +125,44 @@ fn apply(store: &StateStore, s: &Step) {
     }
 }
 
-type Contents = (BTreeMap<(String, Vec<u8>, Vec<u8>), Vec<u8>>, Vec<Timer>);
+/// A job under `job/` in `store`.
+fn job_on(store: Arc<dyn ObjectStore>, opts: JobStoreOptions) -> JobStore {
+    JobStore::from_store(store, ObjectPath::from("job"), opts)
+}
 
-fn contents(store: &StateStore) -> Contents {
-    let mut out = BTreeMap::new();
-    for state in ["v", "l", "m"] {
-        for e in store.scan(state, store.key_groups()).unwrap() {
-            let e = e.unwrap();
-            out.insert((state.to_string(), e.key, e.user_key), e.value);
-        }
-    }
-    (out, store.timers().all().unwrap())
+fn memory_job(opts: JobStoreOptions) -> JobStore {
+    job_on(Arc::new(InMemory::new()), opts)
+}
+
+fn open_store(path: &Path) -> StateStore {
+    StateStore::open(path, StoreOptions::new(descriptors())).unwrap()
+}
+
+fn checkpointer(
+    rt: &Arc<tokio::runtime::Runtime>,
+    job: &JobStore,
+    staging: PathBuf,
+    layout: CheckpointLayout,
+) -> Checkpointer {
+    Checkpointer::start(rt.clone(), job.clone(), staging)
+        .unwrap()
+        .with_layout(layout)
+}
+
+/// Takes a checkpoint of `store` and waits for its commit.
+fn checkpoint(cp: &mut Checkpointer, store: &StateStore) -> state_core::Result<Manifest> {
+    cp.trigger(store, serde_json::json!({})).unwrap().unwrap();
+    cp.wait_next().unwrap().result
+}
+
+/// Restores checkpoint `id` (the newest: `None`) of `job` into `dir`.
+fn restore_to(
+    rt: &tokio::runtime::Runtime,
+    job: &JobStore,
+    id: Option<u64>,
+    dir: &Path,
+) -> state_core::Result<(StateStore, Manifest)> {
+    restore(rt, job, id, dir, StoreOptions::new(descriptors()))
 }
 
 /// Runs `steps`, checkpointing where they say; returns the number of runs
@@ -160,7 +175,7 @@ fn run(
 ) -> Vec<usize> {
     let rt = io_runtime().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
+    let store = open_store(&dir.path().join("db"));
     let faults = FaultStore::new(Arc::new(InMemory::new()));
     let opts = JobStoreOptions {
         retain: 3,
@@ -169,15 +184,18 @@ fn run(
         gc_grace: Duration::ZERO,
         ..JobStoreOptions::default()
     };
-    let job = JobStore::from_store(Arc::new(faults.clone()), ObjectPath::from("job"), opts);
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging"))
-        .unwrap()
-        .with_layout(CheckpointLayout::Runs(RunOptions {
+    let job = job_on(Arc::new(faults.clone()), opts);
+    let mut cp = checkpointer(
+        &rt,
+        &job,
+        dir.path().join("staging"),
+        CheckpointLayout::Runs(RunOptions {
             upload_ratio,
             slice_file_bytes,
             log_spill_bytes,
             ..RunOptions::default()
-        }));
+        }),
+    );
     let mut expected: Vec<(u64, Contents)> = Vec::new();
     let mut run_counts = Vec::new();
     let all = steps
@@ -217,14 +235,7 @@ fn run(
     let retained = expected.len().saturating_sub(3);
     for (id, want) in &expected[retained..] {
         let target = dir.path().join(format!("restored-{id}"));
-        let (restored, _) = restore(
-            &rt,
-            &job,
-            Some(*id),
-            &target,
-            StoreOptions::new(descriptors()),
-        )
-        .unwrap();
+        let (restored, _) = restore_to(&rt, &job, Some(*id), &target).unwrap();
         assert_eq!(&contents(&restored), want, "checkpoint {id}");
     }
     run_counts
@@ -270,21 +281,20 @@ fn slices_sweep_the_key_space_and_retire_deltas() {
 fn a_corrupt_or_failing_run_leaves_nothing_behind() {
     let rt = io_runtime().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
+    let store = open_store(&dir.path().join("db"));
     let memory = Arc::new(InMemory::new());
     let faults = FaultStore::new(memory.clone());
-    let job = JobStore::from_store(
-        Arc::new(faults.clone()),
-        ObjectPath::from("job"),
-        JobStoreOptions::default(),
+    let job = job_on(Arc::new(faults.clone()), JobStoreOptions::default());
+    let mut cp = checkpointer(
+        &rt,
+        &job,
+        dir.path().join("staging"),
+        CheckpointLayout::default(),
     );
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging")).unwrap();
     apply(&store, &Step::Bulk(3, 300));
-    cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
-    cp.wait_next().unwrap().result.unwrap();
+    checkpoint(&mut cp, &store).unwrap();
     apply(&store, &Step::MapPut(1, 2, 3));
-    cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
-    let m = cp.wait_next().unwrap().result.unwrap();
+    let m = checkpoint(&mut cp, &store).unwrap();
     let layout = layout_of(&m.states).unwrap().unwrap();
     assert!(layout.runs.len() >= 2, "{layout:?}");
     let restores = dir.path().join("restores");
@@ -298,15 +308,9 @@ fn a_corrupt_or_failing_run_leaves_nothing_behind() {
         None,
         Action::FailPermanent,
     ));
-    let err = restore(
-        &rt,
-        &job,
-        None,
-        &restores.join("a"),
-        StoreOptions::new(descriptors()),
-    )
-    .err()
-    .expect("a failing download fails the restore");
+    let err = restore_to(&rt, &job, None, &restores.join("a"))
+        .err()
+        .expect("a failing download fails the restore");
     assert!(err.to_string().contains("injected"), "{err}");
     assert_eq!(leftovers(), 0, "nothing left beside the target");
     faults.clear();
@@ -314,21 +318,11 @@ fn a_corrupt_or_failing_run_leaves_nothing_behind() {
     // A run whose bytes changed in the store: its checksum is refused.
     let victim = &m.files[m.files.len() - 1];
     let path = ObjectPath::from(format!("job/{}", victim.object));
-    rt.block_on(checkpoint_store::object_store::ObjectStore::put(
-        memory.as_ref(),
-        &path,
-        vec![0u8; victim.size as usize].into(),
-    ))
-    .unwrap();
-    let err = restore(
-        &rt,
-        &job,
-        None,
-        &restores.join("b"),
-        StoreOptions::new(descriptors()),
-    )
-    .err()
-    .expect("a corrupt run fails the restore");
+    rt.block_on(memory.put(&path, vec![0u8; victim.size as usize].into()))
+        .unwrap();
+    let err = restore_to(&rt, &job, None, &restores.join("b"))
+        .err()
+        .expect("a corrupt run fails the restore");
     assert!(err.to_string().contains("checksum"), "{err}");
     assert_eq!(leftovers(), 0, "nothing left beside the target");
 }
@@ -340,48 +334,32 @@ fn two_checkpointers_on_one_store_never_lose_writes() {
     // the writes it took.
     let rt = io_runtime().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
-    let job = JobStore::from_store(
-        Arc::new(InMemory::new()),
-        ObjectPath::from("job"),
-        JobStoreOptions::default(),
-    );
+    let store = open_store(&dir.path().join("db"));
+    let job = memory_job(JobStoreOptions::default());
     let tiny = CheckpointLayout::Runs(RunOptions {
         log_spill_bytes: 200,
         ..RunOptions::default()
     });
-    let start = |name: &str| {
-        Checkpointer::start(rt.clone(), job.clone(), dir.path().join(name))
-            .unwrap()
-            .with_layout(tiny)
-    };
-    let checkpoint = |cp: &mut Checkpointer| {
-        cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
-        cp.wait_next().unwrap().result
-    };
+    let start = |name: &str| checkpointer(&rt, &job, dir.path().join(name), tiny);
     let mut old = start("a");
     apply(&store, &Step::Bulk(1, 200));
-    checkpoint(&mut old).unwrap();
+    checkpoint(&mut old, &store).unwrap();
     apply(&store, &Step::Bulk(2, 200)); // spilled to the old writer's sealer
     let mut new = start("b");
     apply(&store, &Step::Bulk(3, 200));
-    checkpoint(&mut new).unwrap();
+    checkpoint(&mut new, &store).unwrap();
     apply(&store, &Step::Bulk(4, 200));
-    assert!(checkpoint(&mut old).is_err(), "the old writer is fenced");
+    assert!(
+        checkpoint(&mut old, &store).is_err(),
+        "the old writer is fenced"
+    );
     apply(&store, &Step::Bulk(5, 200));
-    let m = checkpoint(&mut new).unwrap();
+    let m = checkpoint(&mut new, &store).unwrap();
     apply(&store, &Step::Bulk(6, 200));
     let want = contents(&store);
-    let last = checkpoint(&mut new).unwrap();
+    let last = checkpoint(&mut new, &store).unwrap();
     assert!(last.id > m.id);
-    let (restored, _) = restore(
-        &rt,
-        &job,
-        None,
-        &dir.path().join("restored"),
-        StoreOptions::new(descriptors()),
-    )
-    .unwrap();
+    let (restored, _) = restore_to(&rt, &job, None, &dir.path().join("restored")).unwrap();
     assert_eq!(contents(&restored), want);
 }
 
@@ -392,20 +370,19 @@ fn a_state_growing_ahead_of_the_sweep_keeps_restores_bounded() {
     // written. The live deltas stay within the restore read limit.
     let rt = io_runtime().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = StateStore::open(dir.path().join("db"), StoreOptions::new(descriptors())).unwrap();
-    let job = JobStore::from_store(
-        Arc::new(InMemory::new()),
-        ObjectPath::from("job"),
-        JobStoreOptions::default(),
-    );
+    let store = open_store(&dir.path().join("db"));
+    let job = memory_job(JobStoreOptions::default());
     let opts = RunOptions {
         upload_ratio: 1.05,
         restore_read_limit: 2.0,
         ..RunOptions::default()
     };
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("staging"))
-        .unwrap()
-        .with_layout(CheckpointLayout::Runs(opts));
+    let mut cp = checkpointer(
+        &rt,
+        &job,
+        dir.path().join("staging"),
+        CheckpointLayout::Runs(opts),
+    );
     let vs = store.value_state_serde::<V>("v").unwrap();
     let mut last = None;
     for round in 0..60u32 {
@@ -413,8 +390,7 @@ fn a_state_growing_ahead_of_the_sweep_keeps_restores_bounded() {
             let key = format!("grow-{round:04}-{i:03}");
             vs.put(key.as_bytes(), &v((i % 200) as u8)).unwrap();
         }
-        cp.trigger(&store, serde_json::json!({})).unwrap().unwrap();
-        let m = cp.wait_next().unwrap().result.unwrap();
+        let m = checkpoint(&mut cp, &store).unwrap();
         let layout = layout_of(&m.states).unwrap().unwrap();
         let (mut deltas, mut slices) = (0u64, 0u64);
         for r in &layout.runs {
@@ -432,14 +408,7 @@ fn a_state_growing_ahead_of_the_sweep_keeps_restores_bounded() {
         );
         last = Some(contents(&store));
     }
-    let (restored, _) = restore(
-        &rt,
-        &job,
-        None,
-        &dir.path().join("restored"),
-        StoreOptions::new(descriptors()),
-    )
-    .unwrap();
+    let (restored, _) = restore_to(&rt, &job, None, &dir.path().join("restored")).unwrap();
     assert_eq!(Some(contents(&restored)), last);
 }
 
@@ -447,54 +416,35 @@ fn a_state_growing_ahead_of_the_sweep_keeps_restores_bounded() {
 fn continuing_from_a_restored_checkpoint_stays_incremental() {
     let rt = io_runtime().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let job = JobStore::from_store(
-        Arc::new(InMemory::new()),
-        ObjectPath::from("job"),
-        JobStoreOptions {
-            gc_grace: Duration::ZERO,
-            ..JobStoreOptions::default()
-        },
-    );
+    let job = memory_job(JobStoreOptions {
+        gc_grace: Duration::ZERO,
+        ..JobStoreOptions::default()
+    });
     let layout = CheckpointLayout::Runs(RunOptions {
         upload_ratio: 3.0,
         ..RunOptions::default()
     });
-    let checkpoint = |cp: &mut Checkpointer, store: &StateStore| {
-        cp.trigger(store, serde_json::json!({})).unwrap().unwrap();
-        cp.wait_next().unwrap().result.unwrap()
-    };
-    let first = StateStore::open(dir.path().join("a"), StoreOptions::new(descriptors())).unwrap();
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s1"))
-        .unwrap()
-        .with_layout(layout);
+    let first = open_store(&dir.path().join("a"));
+    let mut cp = checkpointer(&rt, &job, dir.path().join("s1"), layout);
     apply(&first, &Step::Bulk(1, 400));
-    checkpoint(&mut cp, &first);
+    checkpoint(&mut cp, &first).unwrap();
     for i in 0..5u8 {
         apply(&first, &Step::MapPut(i % 6, i, i));
         apply(&first, &Step::ListAdd(i % 6, i));
-        checkpoint(&mut cp, &first);
+        checkpoint(&mut cp, &first).unwrap();
     }
     drop(cp);
 
     // A restarted job: restore the newest checkpoint and continue its runs.
-    let (store, manifest) = restore(
-        &rt,
-        &job,
-        None,
-        &dir.path().join("b"),
-        StoreOptions::new(descriptors()),
-    )
-    .unwrap();
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s2"))
-        .unwrap()
-        .with_layout(layout);
+    let (store, manifest) = restore_to(&rt, &job, None, &dir.path().join("b")).unwrap();
+    let mut cp = checkpointer(&rt, &job, dir.path().join("s2"), layout);
     assert!(cp.continue_from(&store, &manifest).unwrap());
     let before = layout_of(&manifest.states).unwrap().unwrap().runs.len();
     for i in 0..30u8 {
         apply(&store, &Step::ValuePut(i % 6, i));
         apply(&store, &Step::MapRemove(i % 6, i % 8));
         apply(&store, &Step::ListAdd(i % 6, i));
-        let m = checkpoint(&mut cp, &store);
+        let m = checkpoint(&mut cp, &store).unwrap();
         assert!(
             m.uploaded_bytes < manifest.total_bytes / 2,
             "round {i}: {} uploaded, the whole state is {}",
@@ -510,56 +460,30 @@ fn continuing_from_a_restored_checkpoint_stays_incremental() {
         }
         // Every checkpoint restores to the state at its barrier: pruning
         // must order the continued runs before the new ones.
-        let (each, _) = restore(
+        let (each, _) = restore_to(
             &rt,
             &job,
             Some(m.id),
             &dir.path().join(format!("round-{i}")),
-            StoreOptions::new(descriptors()),
         )
         .unwrap();
         assert_eq!(contents(&each), contents(&store), "round {i}");
     }
     let want = contents(&store);
-    let (restored, _) = restore(
-        &rt,
-        &job,
-        None,
-        &dir.path().join("c"),
-        StoreOptions::new(descriptors()),
-    )
-    .unwrap();
+    let (restored, _) = restore_to(&rt, &job, None, &dir.path().join("c")).unwrap();
     assert_eq!(contents(&restored), want);
 
     // Not after a write, nor from a checkpoint that is not the newest.
     let newest = rt.block_on(job.latest()).unwrap().unwrap().id;
-    let (store, manifest) = restore(
-        &rt,
-        &job,
-        Some(newest - 1),
-        &dir.path().join("d"),
-        StoreOptions::new(descriptors()),
-    )
-    .unwrap();
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s3"))
-        .unwrap()
-        .with_layout(layout);
+    let (store, manifest) = restore_to(&rt, &job, Some(newest - 1), &dir.path().join("d")).unwrap();
+    let mut cp = checkpointer(&rt, &job, dir.path().join("s3"), layout);
     assert!(
         !cp.continue_from(&store, &manifest).unwrap(),
         "not the newest"
     );
-    let (store, manifest) = restore(
-        &rt,
-        &job,
-        None,
-        &dir.path().join("e"),
-        StoreOptions::new(descriptors()),
-    )
-    .unwrap();
+    let (store, manifest) = restore_to(&rt, &job, None, &dir.path().join("e")).unwrap();
     apply(&store, &Step::ValuePut(1, 1));
-    let mut cp = Checkpointer::start(rt.clone(), job.clone(), dir.path().join("s4"))
-        .unwrap()
-        .with_layout(layout);
+    let mut cp = checkpointer(&rt, &job, dir.path().join("s4"), layout);
     assert!(
         !cp.continue_from(&store, &manifest).unwrap(),
         "written since"

@@ -1,16 +1,11 @@
 //! Checkpoints of a real RocksDB store to object stores, and restore.
 
+mod common;
+
+use common::{SCHEMA, V};
 use state_core::checkpoint::{io_runtime, open_job, CheckpointLayout};
 use state_core::*;
 use std::collections::BTreeMap;
-
-const SCHEMA: &str = r#"{"type":"record","name":"V","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct V {
-    n: i64,
-    s: String,
-}
 
 fn descriptors() -> Vec<StateDescriptor> {
     vec![
@@ -34,15 +29,8 @@ fn write_range(store: &StateStore, from: i64, to: i64) {
     }
 }
 
-fn contents(store: &StateStore) -> BTreeMap<(String, Vec<u8>, Vec<u8>), Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for state in ["v", "m"] {
-        for e in store.scan(state, store.key_groups()).unwrap() {
-            let e = e.unwrap();
-            out.insert((state.to_string(), e.key, e.user_key), e.value);
-        }
-    }
-    out
+fn contents(store: &StateStore) -> common::Entries {
+    common::entries(store, &["v", "m"])
 }
 
 fn checkpoint_restore_round_trip(url: &str) {

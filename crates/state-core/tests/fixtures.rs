@@ -4,26 +4,12 @@
 //! (one checkpoint) written by `regenerate_fixtures` (ignored; run it only
 //! to add a fixture of a new layout, never to rewrite an old one).
 
+mod common;
+
+use common::{contents, descriptors, Contents, V};
 use state_core::checkpoint::{io_runtime, open_job, CheckpointLayout};
 use state_core::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-const SCHEMA: &str = r#"{"type":"record","name":"V","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct V {
-    n: i64,
-    s: String,
-}
-
-fn descriptors() -> Vec<StateDescriptor> {
-    vec![
-        StateDescriptor::value("v", SCHEMA),
-        StateDescriptor::list("l", SCHEMA),
-        StateDescriptor::map("m", SCHEMA),
-    ]
-}
 
 fn fixture_dir(layout: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -57,19 +43,6 @@ fn write(store: &StateStore, from: i64, to: i64) {
         }
         store.timers().register(key.as_bytes(), i).unwrap();
     }
-}
-
-type Contents = (BTreeMap<(String, Vec<u8>, Vec<u8>), Vec<u8>>, Vec<Timer>);
-
-fn contents(store: &StateStore) -> Contents {
-    let mut out = BTreeMap::new();
-    for state in ["v", "l", "m"] {
-        for e in store.scan(state, store.key_groups()).unwrap() {
-            let e = e.unwrap();
-            out.insert((state.to_string(), e.key, e.user_key), e.value);
-        }
-    }
-    (out, store.timers().all().unwrap())
 }
 
 fn expected() -> Contents {
