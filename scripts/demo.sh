@@ -87,10 +87,10 @@ grep -q '^validation: EQUAL' "$DEMO/validation.txt" || die "validation failed"
 section "6. schema evolution: a second job, impressions v1 -> v2 (field with a default) -> v3 refused"
 SD="$DEMO/schema"
 mkdir -p "$SD"
-# v1 is the job's built-in schema (crates/join-operator/src/operator/schemas.rs).
+# v1 is the job's built-in schema (join-operator/src/operator/schemas.rs).
 python3 - "$SD" <<'EOF'
 import json, re, sys
-src = open("crates/join-operator/src/operator/schemas.rs").read()
+src = open("join-operator/src/operator/schemas.rs").read()
 v1 = json.loads(re.search(r'IMPRESSION_V1: &str = r#"(.*?)"#', src, re.S).group(1))
 def variant(extra):
     s = json.loads(json.dumps(v1))

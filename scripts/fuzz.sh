@@ -5,7 +5,7 @@
 # Without --with-rocksdb only the crates that do not link RocksDB are fuzzed
 # (checkpoint-store, schema-registry): the others rebuild RocksDB's C++ with
 # the fuzzing flags in their own target directory (~40 min on 2 cores).
-# A crash leaves its input in crates/<crate>/fuzz/artifacts/ and exits 1.
+# A crash leaves its input in <crate>/fuzz/artifacts/ and exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -21,8 +21,8 @@ if command -v sccache >/dev/null; then
 fi
 unset CC CXX
 for crate in "${crates[@]}"; do
-    for target in $(cd "crates/$crate" && cargo +nightly fuzz list); do
+    for target in $(cd "$crate" && cargo +nightly fuzz list); do
         echo "== $crate/$target (${seconds}s)"
-        (cd "crates/$crate" && cargo +nightly fuzz run "$target" -- -max_total_time="$seconds")
+        (cd "$crate" && cargo +nightly fuzz run "$target" -- -max_total_time="$seconds")
     done
 done
