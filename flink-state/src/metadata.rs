@@ -173,6 +173,8 @@ pub struct Metadata {
     /// "CANONICAL", "NATIVE" or "" (a checkpoint, or unknown).
     pub format_type: String,
     pub is_savepoint: bool,
+    /// Where the Java-serialized CheckpointProperties start.
+    pub trailer_offset: usize,
 }
 
 impl Metadata {
@@ -193,6 +195,7 @@ impl Metadata {
         for _ in 0..n {
             operators.push(read_operator(&mut r, version)?);
         }
+        let trailer_offset = r.pos();
         let trailer = r.rest();
         Ok(Metadata {
             version,
@@ -201,6 +204,7 @@ impl Metadata {
             operators,
             format_type: sniff_format_type(trailer),
             is_savepoint: contains(trailer, b"SavepointType"),
+            trailer_offset,
         })
     }
 

@@ -44,6 +44,10 @@ pub enum Serializer {
     Tuple(Vec<Serializer>),
     RowData(Vec<SqlType>),
     StringData,
+    /// SQL TIMESTAMP(p): i64 millis, and for p > 3 an i32 nano-of-milli.
+    TimestampData(i32),
+    /// SQL DECIMAL(p, s): compact (p <= 18) as i64 unscaled, else bytes.
+    DecimalData { precision: i32, scale: i32 },
     /// A class this reader cannot decode (Kryo, POJO, a user's own...).
     Unknown(String),
 }
@@ -123,6 +127,11 @@ pub fn read_nested(r: &mut Reader, depth: usize) -> Result<Serializer> {
         "VoidNamespaceSerializer$VoidNamespaceSerializerSnapshot" => Serializer::VoidNamespace,
         "TimeWindow$Serializer$TimeWindowSerializerSnapshot" => Serializer::TimeWindow,
         "StringDataSerializer$StringDataSerializerSnapshot" => Serializer::StringData,
+        "TimestampDataSerializer$TimestampDataSerializerSnapshot" => Serializer::TimestampData(r.i32("timestamp precision")?),
+        "DecimalDataSerializer$DecimalSerializerSnapshot" | "DecimalDataSerializer$DecimalDataSerializerSnapshot" => {
+            let precision = r.i32("decimal precision")?;
+            Serializer::DecimalData { precision, scale: r.i32("decimal scale")? }
+        }
         "ListSerializerSnapshot" => composite(r, &class, depth, |mut n| Some(Serializer::List(Box::new(n.pop()?))))?,
         "MapSerializerSnapshot" => composite(r, &class, depth, |mut n| {
             let v = n.pop()?;

@@ -86,6 +86,23 @@ fn decode_at(s: &Serializer, r: &mut Reader, depth: usize) -> Result<Json> {
             let b = r.bytes(n, "string data")?;
             Json::Str(String::from_utf8(b.to_vec()).map_err(|_| FlinkError::malformed("string data", at, "invalid UTF-8"))?)
         }
+        Serializer::TimestampData(p) => {
+            let millis = r.i64("timestamp millis")?;
+            if *p > 3 {
+                let nanos = r.i32("timestamp nanos")?;
+                Json::obj(vec![("millis", Json::Int(millis)), ("nano_of_milli", Json::Int(nanos as i64))])
+            } else {
+                Json::Int(millis)
+            }
+        }
+        Serializer::DecimalData { precision, scale } => {
+            if *precision <= 18 {
+                decimal(r.i64("decimal")?, *scale as i64)
+            } else {
+                let n = r.count(1, "decimal bytes")?;
+                Json::Str(format!("<unscaled 0x{}e-{scale}>", r.bytes(n, "decimal bytes")?.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+            }
+        }
         Serializer::Unknown(c) => return Err(FlinkError::Unsupported(format!("values of serializer {c}"))),
     })
 }

@@ -36,3 +36,30 @@ fn b_heap_checkpoint() {
     let lines = dump_all(&job, &chk, None);
     assert_matches_ground_truth(&lines, &fixtures().join("B-evolved-hashmap-all/gt-checkpoint.jsonl"));
 }
+
+/// The SQL interval join: every input row of the fixture is in the join's
+/// RowData map state, under its key and row time.
+#[test]
+fn c_sql_interval_join_holds_every_input_row() {
+    let dir = savepoint_dir("C-sql-interval-join", "savepoint-canonical");
+    let lines: Vec<serde_json::Value> = dump_all(&dir, "", None).iter().map(|j| serde_json::from_str(&j.to_line()).unwrap()).collect();
+    let expected = std::fs::read_to_string(fixtures().join("C-sql-interval-join/expected-state-from-inputs.jsonl")).unwrap();
+    let mut found = 0;
+    for line in expected.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let hit = lines.iter().any(|l| {
+            l["state"] == e["state"]
+                && l["key"]["f0"] == e["key"]
+                && l["value"].as_array().into_iter().flatten().any(|kv| {
+                    kv[0] == e["userKey"]
+                        && kv[1].as_array().into_iter().flatten().any(|t| {
+                            let row = &t[0];
+                            (0..4).all(|i| row[format!("f{i}")] == e["row"][i])
+                        })
+                })
+        });
+        assert!(hit, "input row not in the state: {line}");
+        found += 1;
+    }
+    assert_eq!(found, 600);
+}
