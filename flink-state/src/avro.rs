@@ -23,12 +23,21 @@ pub enum AvroType {
     Double,
     Bytes,
     String,
-    Record { name: String, fields: Vec<(String, usize)> },
-    Enum { name: String, symbols: Vec<String> },
+    Record {
+        name: String,
+        fields: Vec<(String, usize)>,
+    },
+    Enum {
+        name: String,
+        symbols: Vec<String>,
+    },
     Array(usize),
     Map(usize),
     Union(Vec<usize>),
-    Fixed { name: String, size: usize },
+    Fixed {
+        name: String,
+        size: usize,
+    },
 }
 
 /// A parsed schema: types in an arena so that named types can recur.
@@ -47,9 +56,16 @@ struct Builder {
 impl AvroSchema {
     pub fn parse(json: &str) -> Result<AvroSchema> {
         let v: Value = serde_json::from_str(json).map_err(|e| FlinkError::Schema(e.to_string()))?;
-        let mut b = Builder { types: Vec::new(), named: HashMap::new() };
+        let mut b = Builder {
+            types: Vec::new(),
+            named: HashMap::new(),
+        };
         let root = b.build(&v, "", 0)?;
-        Ok(AvroSchema { json: json.to_string(), types: b.types, root })
+        Ok(AvroSchema {
+            json: json.to_string(),
+            types: b.types,
+            root,
+        })
     }
 
     /// Decodes one value written by Flink's AvroSerializer.
@@ -58,12 +74,18 @@ impl AvroSchema {
     }
 
     fn ty(&self, i: usize) -> Result<&AvroType> {
-        self.types.get(i).ok_or_else(|| FlinkError::Schema(format!("type #{i} missing")))
+        self.types
+            .get(i)
+            .ok_or_else(|| FlinkError::Schema(format!("type #{i} missing")))
     }
 
     fn value(&self, t: usize, r: &mut Reader, depth: usize) -> Result<Json> {
         if depth > MAX_DEPTH {
-            return Err(FlinkError::malformed("avro value", r.pos(), "nested too deep"));
+            return Err(FlinkError::malformed(
+                "avro value",
+                r.pos(),
+                "nested too deep",
+            ));
         }
         Ok(match self.ty(t)? {
             AvroType::Null => Json::Null,
@@ -82,7 +104,10 @@ impl AvroSchema {
                 let at = r.pos();
                 let i = r.i32("avro enum index")?;
                 let s = usize::try_from(i).ok().and_then(|i| symbols.get(i));
-                Json::Str(s.ok_or_else(|| FlinkError::malformed("avro enum", at, format!("index {i}")))?.clone())
+                Json::Str(
+                    s.ok_or_else(|| FlinkError::malformed("avro enum", at, format!("index {i}")))?
+                        .clone(),
+                )
             }
             AvroType::Record { fields, .. } => {
                 let mut out = Vec::with_capacity(fields.len());
@@ -128,7 +153,11 @@ impl AvroSchema {
 
     /// Array and map items come in blocks: a varint count > 0 starts a
     /// block, 0 ends the list. Each item takes at least one byte.
-    fn blocks(&self, r: &mut Reader, mut item: impl FnMut(&mut Reader) -> Result<()>) -> Result<()> {
+    fn blocks(
+        &self,
+        r: &mut Reader,
+        mut item: impl FnMut(&mut Reader) -> Result<()>,
+    ) -> Result<()> {
         loop {
             let at = r.pos();
             let n = r.varint("avro block count")? as usize;
@@ -156,7 +185,9 @@ fn type_name(t: &AvroType) -> String {
         AvroType::Array(_) => "array".into(),
         AvroType::Map(_) => "map".into(),
         AvroType::Union(_) => "union".into(),
-        AvroType::Record { name, .. } | AvroType::Enum { name, .. } | AvroType::Fixed { name, .. } => name.clone(),
+        AvroType::Record { name, .. }
+        | AvroType::Enum { name, .. }
+        | AvroType::Fixed { name, .. } => name.clone(),
     }
 }
 
@@ -192,31 +223,52 @@ impl Builder {
                 Ok(self.push(AvroType::Union(b)))
             }
             Value::Object(o) => {
-                let ty = o.get("type").ok_or_else(|| FlinkError::Schema("object without \"type\"".into()))?;
+                let ty = o
+                    .get("type")
+                    .ok_or_else(|| FlinkError::Schema("object without \"type\"".into()))?;
                 match ty.as_str() {
                     Some("record") | Some("error") => self.record(o, ns, depth),
                     Some("enum") => {
-                        let symbols = o.get("symbols").and_then(Value::as_array).ok_or_else(|| FlinkError::Schema("enum without symbols".into()))?;
-                        let symbols = symbols.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+                        let symbols = o
+                            .get("symbols")
+                            .and_then(Value::as_array)
+                            .ok_or_else(|| FlinkError::Schema("enum without symbols".into()))?;
+                        let symbols = symbols
+                            .iter()
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect();
                         let name = full_name(o, ns)?;
-                        let i = self.push(AvroType::Enum { name: name.clone(), symbols });
+                        let i = self.push(AvroType::Enum {
+                            name: name.clone(),
+                            symbols,
+                        });
                         self.named.insert(name, i);
                         Ok(i)
                     }
                     Some("fixed") => {
-                        let size = o.get("size").and_then(Value::as_u64).ok_or_else(|| FlinkError::Schema("fixed without size".into()))?;
+                        let size = o
+                            .get("size")
+                            .and_then(Value::as_u64)
+                            .ok_or_else(|| FlinkError::Schema("fixed without size".into()))?;
                         let name = full_name(o, ns)?;
-                        let i = self.push(AvroType::Fixed { name: name.clone(), size: size as usize });
+                        let i = self.push(AvroType::Fixed {
+                            name: name.clone(),
+                            size: size as usize,
+                        });
                         self.named.insert(name, i);
                         Ok(i)
                     }
                     Some("array") => {
-                        let items = o.get("items").ok_or_else(|| FlinkError::Schema("array without items".into()))?;
+                        let items = o
+                            .get("items")
+                            .ok_or_else(|| FlinkError::Schema("array without items".into()))?;
                         let it = self.build(items, ns, depth + 1)?;
                         Ok(self.push(AvroType::Array(it)))
                     }
                     Some("map") => {
-                        let values = o.get("values").ok_or_else(|| FlinkError::Schema("map without values".into()))?;
+                        let values = o
+                            .get("values")
+                            .ok_or_else(|| FlinkError::Schema("map without values".into()))?;
                         let vt = self.build(values, ns, depth + 1)?;
                         Ok(self.push(AvroType::Map(vt)))
                     }
@@ -239,7 +291,11 @@ impl Builder {
             "bytes" => AvroType::Bytes,
             "string" => AvroType::String,
             name => {
-                let qualified = if name.contains('.') || ns.is_empty() { name.to_string() } else { format!("{ns}.{name}") };
+                let qualified = if name.contains('.') || ns.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{ns}.{name}")
+                };
                 return self
                     .named
                     .get(&qualified)
@@ -251,17 +307,36 @@ impl Builder {
         Ok(self.push(prim))
     }
 
-    fn record(&mut self, o: &serde_json::Map<String, Value>, ns: &str, depth: usize) -> Result<usize> {
+    fn record(
+        &mut self,
+        o: &serde_json::Map<String, Value>,
+        ns: &str,
+        depth: usize,
+    ) -> Result<usize> {
         let name = full_name(o, ns)?;
-        let own_ns = name.rsplit_once('.').map(|(n, _)| n.to_string()).unwrap_or_default();
+        let own_ns = name
+            .rsplit_once('.')
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_default();
         // Registered before its fields so that a field can refer to it.
-        let i = self.push(AvroType::Record { name: name.clone(), fields: Vec::new() });
+        let i = self.push(AvroType::Record {
+            name: name.clone(),
+            fields: Vec::new(),
+        });
         self.named.insert(name.clone(), i);
-        let fs = o.get("fields").and_then(Value::as_array).ok_or_else(|| FlinkError::Schema(format!("record {name} without fields")))?;
+        let fs = o
+            .get("fields")
+            .and_then(Value::as_array)
+            .ok_or_else(|| FlinkError::Schema(format!("record {name} without fields")))?;
         let mut fields = Vec::with_capacity(fs.len());
         for f in fs {
-            let fname = f.get("name").and_then(Value::as_str).ok_or_else(|| FlinkError::Schema("field without name".into()))?;
-            let ft = f.get("type").ok_or_else(|| FlinkError::Schema(format!("field {fname} without type")))?;
+            let fname = f
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| FlinkError::Schema("field without name".into()))?;
+            let ft = f
+                .get("type")
+                .ok_or_else(|| FlinkError::Schema(format!("field {fname} without type")))?;
             fields.push((fname.to_string(), self.build(ft, &own_ns, depth + 1)?));
         }
         if let Some(AvroType::Record { fields: slot, .. }) = self.types.get_mut(i) {
@@ -272,12 +347,19 @@ impl Builder {
 }
 
 fn full_name(o: &serde_json::Map<String, Value>, ns: &str) -> Result<String> {
-    let name = o.get("name").and_then(Value::as_str).ok_or_else(|| FlinkError::Schema("named type without name".into()))?;
+    let name = o
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| FlinkError::Schema("named type without name".into()))?;
     if name.contains('.') {
         return Ok(name.to_string());
     }
     let ns = o.get("namespace").and_then(Value::as_str).unwrap_or(ns);
-    Ok(if ns.is_empty() { name.to_string() } else { format!("{ns}.{name}") })
+    Ok(if ns.is_empty() {
+        name.to_string()
+    } else {
+        format!("{ns}.{name}")
+    })
 }
 
 #[cfg(test)]
@@ -286,23 +368,31 @@ mod tests {
 
     #[test]
     fn decodes_flinks_encoding_not_avro_binary() {
-        let s = AvroSchema::parse(r#"{"type":"record","name":"I","namespace":"fx","fields":[
+        let s = AvroSchema::parse(
+            r#"{"type":"record","name":"I","namespace":"fx","fields":[
             {"name":"id","type":"string"},{"name":"ts","type":"long"},
             {"name":"tags","type":{"type":"array","items":"int"}},
-            {"name":"u","type":["null","string"]}]}"#)
+            {"name":"u","type":["null","string"]}]}"#,
+        )
         .unwrap();
         let mut b = vec![0, 0, 0, 2, b'a', b'b'];
         b.extend(1_700_000_000_000i64.to_be_bytes());
         b.extend([2, 0, 0, 0, 7, 0, 0, 0, 8, 0]); // one block of two ints, end
         b.extend([0, 0, 0, 1, 0, 0, 0, 1, b'x']); // union branch 1: "x"
         let v = s.decode(&mut Reader::new(&b)).unwrap();
-        assert_eq!(v.to_line(), r#"{"id":"ab","ts":1700000000000,"tags":[7,8],"u":{"string":"x"}}"#);
+        assert_eq!(
+            v.to_line(),
+            r#"{"id":"ab","ts":1700000000000,"tags":[7,8],"u":{"string":"x"}}"#
+        );
     }
 
     #[test]
     fn recursive_record_is_bounded() {
-        let s = AvroSchema::parse(r#"{"type":"record","name":"N","fields":[{"name":"next","type":["null","N"]}]}"#).unwrap();
-        let b: Vec<u8> = std::iter::repeat([0u8, 0, 0, 1]).take(200).flatten().collect();
+        let s = AvroSchema::parse(
+            r#"{"type":"record","name":"N","fields":[{"name":"next","type":["null","N"]}]}"#,
+        )
+        .unwrap();
+        let b: Vec<u8> = std::iter::repeat_n([0u8, 0, 0, 1], 200).flatten().collect();
         assert!(s.decode(&mut Reader::new(&b)).is_err());
     }
 }

@@ -111,9 +111,19 @@ impl<'a> Reader<'a> {
         self.check_count(n as i64, min_item, at, what)
     }
 
-    pub fn check_count(&self, n: i64, min_item: usize, at: usize, what: &'static str) -> Result<usize> {
+    pub fn check_count(
+        &self,
+        n: i64,
+        min_item: usize,
+        at: usize,
+        what: &'static str,
+    ) -> Result<usize> {
         if n < 0 {
-            return Err(FlinkError::malformed(what, at, format!("negative count {n}")));
+            return Err(FlinkError::malformed(
+                what,
+                at,
+                format!("negative count {n}"),
+            ));
         }
         let n = n as usize;
         if n.saturating_mul(min_item.max(1)) > self.remaining() && min_item > 0 {
@@ -131,7 +141,8 @@ impl<'a> Reader<'a> {
         let n = self.u16(what)? as usize;
         let at = self.pos;
         let b = self.bytes(n, what)?;
-        decode_modified_utf8(b).ok_or_else(|| FlinkError::malformed(what, at, "invalid modified UTF-8"))
+        decode_modified_utf8(b)
+            .ok_or_else(|| FlinkError::malformed(what, at, "invalid modified UTF-8"))
     }
 
     /// A 7-bit varint, least significant group first (StringValue lengths,
@@ -146,7 +157,11 @@ impl<'a> Reader<'a> {
                 return Ok(v);
             }
         }
-        Err(FlinkError::malformed(what, at, "varint longer than 5 bytes"))
+        Err(FlinkError::malformed(
+            what,
+            at,
+            "varint longer than 5 bytes",
+        ))
     }
 
     /// `StringValue.writeString`: varint(len+1) (0 = null), then UTF-16
@@ -161,7 +176,10 @@ impl<'a> Reader<'a> {
         let mut units = Vec::with_capacity(n);
         for _ in 0..n {
             let u = self.varint(what)?;
-            units.push(u16::try_from(u).map_err(|_| FlinkError::malformed(what, at, "code unit above 0xFFFF"))?);
+            units.push(
+                u16::try_from(u)
+                    .map_err(|_| FlinkError::malformed(what, at, "code unit above 0xFFFF"))?,
+            );
         }
         Ok(Some(String::from_utf16_lossy(&units)))
     }
@@ -171,7 +189,7 @@ impl<'a> Reader<'a> {
 /// surrogate pairs): decoded to UTF-16 units, then to a String.
 pub fn decode_modified_utf8(b: &[u8]) -> Option<String> {
     if let Ok(s) = std::str::from_utf8(b) {
-        if !s.contains('\0') && !b.iter().any(|&c| c == 0xed) {
+        if !s.contains('\0') && !b.contains(&0xed) {
             return Some(s.to_string());
         }
     }
@@ -186,7 +204,10 @@ pub fn decode_modified_utf8(b: &[u8]) -> Option<String> {
             }
             0xe0..=0xef => {
                 let (c2, c3) = (*b.get(i + 1)?, *b.get(i + 2)?);
-                ((((c & 0x0f) as u16) << 12) | (((c2 & 0x3f) as u16) << 6) | (c3 & 0x3f) as u16, 3)
+                (
+                    (((c & 0x0f) as u16) << 12) | (((c2 & 0x3f) as u16) << 6) | (c3 & 0x3f) as u16,
+                    3,
+                )
             }
             _ => return None,
         };
@@ -202,8 +223,13 @@ mod tests {
 
     #[test]
     fn string_value_of_the_format_notes() {
-        let b = [0x0b, 0x43, 0x61, 0x66, 0xe9, 0x01, 0x20, 0x63, 0x72, 0xe8, 0x01, 0x6d, 0x65];
-        assert_eq!(Reader::new(&b).string_value("s").unwrap().unwrap(), "Café crème");
+        let b = [
+            0x0b, 0x43, 0x61, 0x66, 0xe9, 0x01, 0x20, 0x63, 0x72, 0xe8, 0x01, 0x6d, 0x65,
+        ];
+        assert_eq!(
+            Reader::new(&b).string_value("s").unwrap().unwrap(),
+            "Café crème"
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub enum Decoded {
         /// TTL last-access timestamps: one for a value, one per element.
         ttl: Option<Json>,
     },
-    Timer { key: Json, namespace: Json, timestamp: i64 },
+    Timer {
+        key: Json,
+        namespace: Json,
+        timestamp: i64,
+    },
 }
 
 /// Decodes entries of one state: built once per state, used per entry.
@@ -51,15 +55,28 @@ pub fn key_group_prefix_len(max_parallelism: i32) -> usize {
 impl<'a> EntryDecoder<'a> {
     /// Fails with the class name when a serializer is unknown (the caller
     /// adds operator and state).
-    pub fn new(key: &'a Serializer, state: &'a StateMeta, max_parallelism: i32) -> Result<Self, String> {
+    pub fn new(
+        key: &'a Serializer,
+        state: &'a StateMeta,
+        max_parallelism: i32,
+    ) -> Result<Self, String> {
         if let Some(c) = key.unknown_class().or_else(|| state.unknown_class()) {
             return Err(c.to_string());
         }
         const VOID: &Serializer = &Serializer::VoidNamespace;
-        let value = state.value_serializer().ok_or_else(|| "(no VALUE_SERIALIZER)".to_string())?;
+        let value = state
+            .value_serializer()
+            .ok_or_else(|| "(no VALUE_SERIALIZER)".to_string())?;
         let namespace = state.namespace_serializer().unwrap_or(VOID);
         let ambiguous = key.fixed_len().is_none() && namespace.fixed_len().is_none();
-        Ok(EntryDecoder { key, state, namespace, value, prefix_len: key_group_prefix_len(max_parallelism), ambiguous })
+        Ok(EntryDecoder {
+            key,
+            state,
+            namespace,
+            value,
+            prefix_len: key_group_prefix_len(max_parallelism),
+            ambiguous,
+        })
     }
 
     /// Decodes one entry; also returns the key group from the prefix.
@@ -69,21 +86,37 @@ impl<'a> EntryDecoder<'a> {
             1 => r.u8("key group prefix")? as u32,
             _ => r.u16("key group prefix")? as u32,
         };
-        let d = if self.state.kind == StateKind::Timers { self.timer(&mut r)? } else { self.keyed(&mut r, value_bytes)? };
+        let d = if self.state.kind == StateKind::Timers {
+            self.timer(&mut r)?
+        } else {
+            self.keyed(&mut r, value_bytes)?
+        };
         if !r.is_empty() {
-            return Err(FlinkError::malformed("state key", r.pos(), format!("{} bytes left over", r.remaining())));
+            return Err(FlinkError::malformed(
+                "state key",
+                r.pos(),
+                format!("{} bytes left over", r.remaining()),
+            ));
         }
         Ok((kg, d))
     }
 
     fn timer(&self, r: &mut Reader) -> Result<Decoded> {
         let Serializer::Timer { key, namespace } = self.value else {
-            return Err(FlinkError::malformed("timer", 0, "timer state without TimerSerializer"));
+            return Err(FlinkError::malformed(
+                "timer",
+                0,
+                "timer state without TimerSerializer",
+            ));
         };
         let timestamp = r.i64("timer timestamp")? ^ i64::MIN;
         let key = decode(key, r)?;
         let namespace = decode(namespace, r)?;
-        Ok(Decoded::Timer { key, namespace, timestamp })
+        Ok(Decoded::Timer {
+            key,
+            namespace,
+            timestamp,
+        })
     }
 
     /// Key and namespace; when both are variable-length Flink writes each
@@ -95,7 +128,11 @@ impl<'a> EntryDecoder<'a> {
         if self.ambiguous {
             let len = r.varint("composite key length")? as usize;
             if len != written {
-                return Err(FlinkError::malformed("composite key length", start, format!("{len}, part is {written} bytes")));
+                return Err(FlinkError::malformed(
+                    "composite key length",
+                    start,
+                    format!("{len}, part is {written} bytes"),
+                ));
             }
         }
         Ok(v)
@@ -108,7 +145,11 @@ impl<'a> EntryDecoder<'a> {
         let (user_key, value, ttl) = match (&self.state.kind, self.value) {
             (StateKind::Map, Serializer::Map(k, v)) => {
                 let uk = decode(k, r)?;
-                let value = if vr.bool("map value null flag")? { Json::Null } else { decode(v, &mut vr)? };
+                let value = if vr.bool("map value null flag")? {
+                    Json::Null
+                } else {
+                    decode(v, &mut vr)?
+                };
                 let (value, ttl) = split_ttl(value);
                 (Some(uk), value, ttl)
             }
@@ -122,9 +163,19 @@ impl<'a> EntryDecoder<'a> {
             }
         };
         if !vr.is_empty() {
-            return Err(FlinkError::malformed("state value", vr.pos(), format!("{} bytes left over", vr.remaining())));
+            return Err(FlinkError::malformed(
+                "state value",
+                vr.pos(),
+                format!("{} bytes left over", vr.remaining()),
+            ));
         }
-        Ok(Decoded::Keyed { key, namespace, user_key, value, ttl })
+        Ok(Decoded::Keyed {
+            key,
+            namespace,
+            user_key,
+            value,
+            ttl,
+        })
     }
 }
 
@@ -160,7 +211,11 @@ fn delimited_list(e: &Serializer, r: &mut Reader) -> Result<(Json, Option<Json>)
         if !items.is_empty() {
             let at = r.pos();
             if r.u8("list delimiter")? != LIST_DELIMITER {
-                return Err(FlinkError::malformed("list state", at, "missing ',' between elements"));
+                return Err(FlinkError::malformed(
+                    "list state",
+                    at,
+                    "missing ',' between elements",
+                ));
             }
         }
         items.push(decode(e, r)?);

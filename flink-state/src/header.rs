@@ -50,7 +50,10 @@ pub struct StateMeta {
 
 impl StateMeta {
     pub fn serializer(&self, role: &str) -> Option<&Serializer> {
-        self.serializers.iter().find(|(r, _)| r == role).map(|(_, s)| s)
+        self.serializers
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, s)| s)
     }
 
     pub fn value_serializer(&self) -> Option<&Serializer> {
@@ -96,7 +99,9 @@ impl KeyedHeader {
         let at = r.pos();
         let version = r.i32("keyed header version")?;
         if !(5..=6).contains(&version) {
-            return Err(FlinkError::Unsupported(format!("keyed state header version {version} (5 and 6 are read)")));
+            return Err(FlinkError::Unsupported(format!(
+                "keyed state header version {version} (5 and 6 are read)"
+            )));
         }
         let compressed = r.bool("key-group compression")?;
         let key = match read_framed(&mut r)? {
@@ -113,11 +118,21 @@ impl KeyedHeader {
         let n = r.i16("state count")?;
         let n = r.check_count(n as i64, 12, at, "state count")?;
         let states = read_states(bytes, &mut r, n, end)?;
-        Ok(KeyedHeader { version, compressed, key, states, end: r.pos() })
+        Ok(KeyedHeader {
+            version,
+            compressed,
+            key,
+            states,
+            end: r.pos(),
+        })
     }
 
     pub fn state_names(&self) -> String {
-        self.states.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        self.states
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -143,14 +158,26 @@ fn scan_for_states(bytes: &[u8], from: usize, end: Option<usize>) -> Result<Keye
             }
         }
     }
-    Err(FlinkError::malformed("keyed header", from, "unknown key serializer, and no state list found after it"))
+    Err(FlinkError::malformed(
+        "keyed header",
+        from,
+        "unknown key serializer, and no state list found after it",
+    ))
 }
 
-fn read_states<'a>(bytes: &'a [u8], r: &mut Reader<'a>, n: usize, end: Option<usize>) -> Result<Vec<StateMeta>> {
+fn read_states<'a>(
+    bytes: &'a [u8],
+    r: &mut Reader<'a>,
+    n: usize,
+    end: Option<usize>,
+) -> Result<Vec<StateMeta>> {
     let mut states = Vec::with_capacity(n);
     while states.len() < n {
         let meta = read_state_meta(r)?;
-        let unknown = meta.serializers.last().and_then(|(_, s)| s.unknown_class().map(str::to_string));
+        let unknown = meta
+            .serializers
+            .last()
+            .and_then(|(_, s)| s.unknown_class().map(str::to_string));
         states.push(meta);
         if unknown.is_some() {
             let left = n - states.len();
@@ -165,7 +192,12 @@ fn read_states<'a>(bytes: &'a [u8], r: &mut Reader<'a>, n: usize, end: Option<us
 /// Finds the position after an unknown snapshot where the `left` remaining
 /// states parse (with known serializers only) and end where the header
 /// must end.
-fn resync(bytes: &[u8], from: usize, left: usize, end: Option<usize>) -> Result<(Vec<StateMeta>, usize)> {
+fn resync(
+    bytes: &[u8],
+    from: usize,
+    left: usize,
+    end: Option<usize>,
+) -> Result<(Vec<StateMeta>, usize)> {
     if left == 0 {
         if let Some(e) = end {
             return Ok((Vec::new(), e));
@@ -192,7 +224,11 @@ fn read_states_strict(r: &mut Reader, n: usize) -> Result<Vec<StateMeta>> {
     for _ in 0..n {
         let m = read_state_meta(r)?;
         if m.unknown_class().is_some() {
-            return Err(FlinkError::malformed("state", r.pos(), "unknown serializer"));
+            return Err(FlinkError::malformed(
+                "state",
+                r.pos(),
+                "unknown serializer",
+            ));
         }
         v.push(m);
     }
@@ -210,7 +246,9 @@ pub fn read_state_meta(r: &mut Reader) -> Result<StateMeta> {
     for _ in 0..n {
         options.push((r.utf("option key")?, r.utf("option value")?));
     }
-    let kind = state_kind(backend_type, &options).ok_or_else(|| FlinkError::malformed("state", at, format!("backend state type {backend_type}")))?;
+    let kind = state_kind(backend_type, &options).ok_or_else(|| {
+        FlinkError::malformed("state", at, format!("backend state type {backend_type}"))
+    })?;
     let n = r.count(6, "state serializers")?;
     let mut serializers = Vec::with_capacity(n);
     for _ in 0..n {
@@ -222,11 +260,21 @@ pub fn read_state_meta(r: &mut Reader) -> Result<StateMeta> {
             break;
         }
     }
-    Ok(StateMeta { name, kind, options, serializers })
+    Ok(StateMeta {
+        name,
+        kind,
+        options,
+        serializers,
+    })
 }
 
 fn state_kind(backend_type: i32, options: &[(String, String)]) -> Option<StateKind> {
-    let opt = |k: &str| options.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let opt = |k: &str| {
+        options
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     Some(match backend_type {
         0 => match opt("KEYED_STATE_TYPE").unwrap_or("") {
             "VALUE" => StateKind::Value,
@@ -257,13 +305,20 @@ impl OperatorHeader {
         let mut r = Reader::new(bytes);
         let version = r.i32("operator header version")?;
         if !(5..=6).contains(&version) {
-            return Err(FlinkError::Unsupported(format!("operator state header version {version} (5 and 6 are read)")));
+            return Err(FlinkError::Unsupported(format!(
+                "operator state header version {version} (5 and 6 are read)"
+            )));
         }
         // The compression flag was added in version 6.
         let compressed = version >= 6 && r.bool("operator state compression")?;
         let states = read_operator_metas(&mut r)?;
         let broadcast = read_operator_metas(&mut r)?;
-        Ok(OperatorHeader { compressed, states, broadcast, end: r.pos() })
+        Ok(OperatorHeader {
+            compressed,
+            states,
+            broadcast,
+            end: r.pos(),
+        })
     }
 }
 
@@ -276,7 +331,11 @@ fn read_operator_metas(r: &mut Reader) -> Result<Vec<StateMeta>> {
         let m = read_state_meta(r)?;
         if let Some(c) = m.unknown_class() {
             // Operator state is small and rare: no resync, a clear error.
-            return Err(FlinkError::UnknownSerializer { operator: String::new(), state: m.name.clone(), class: c.to_string() });
+            return Err(FlinkError::UnknownSerializer {
+                operator: String::new(),
+                state: m.name.clone(),
+                class: c.to_string(),
+            });
         }
         v.push(m);
     }

@@ -28,8 +28,14 @@ pub enum JavaValue {
     Int(i64),
     Float(f64),
     Str(String),
-    Enum { class: String, constant: String },
-    Object { class: String, fields: Vec<(String, JavaValue)> },
+    Enum {
+        class: String,
+        constant: String,
+    },
+    Object {
+        class: String,
+        fields: Vec<(String, JavaValue)>,
+    },
     Array(Vec<JavaValue>),
     Other,
 }
@@ -37,7 +43,9 @@ pub enum JavaValue {
 impl JavaValue {
     pub fn field(&self, name: &str) -> Option<&JavaValue> {
         match self {
-            JavaValue::Object { fields, .. } => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+            JavaValue::Object { fields, .. } => {
+                fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -65,9 +73,17 @@ struct Parser<'r, 'a> {
 pub fn read_object_stream(r: &mut Reader) -> Result<JavaValue> {
     let at = r.pos();
     if r.u16("java stream magic")? != STREAM_MAGIC || r.u16("java stream version")? != 5 {
-        return Err(FlinkError::malformed("java object stream", at, "bad magic or version"));
+        return Err(FlinkError::malformed(
+            "java object stream",
+            at,
+            "bad magic or version",
+        ));
     }
-    Parser { r, handles: Vec::new() }.content(0)
+    Parser {
+        r,
+        handles: Vec::new(),
+    }
+    .content(0)
 }
 
 impl Parser<'_, '_> {
@@ -108,7 +124,9 @@ impl Parser<'_, '_> {
 
     fn reference(&mut self) -> Result<Handle> {
         let h = self.r.i32("java handle")?;
-        let idx = h.checked_sub(BASE_HANDLE).and_then(|i| usize::try_from(i).ok());
+        let idx = h
+            .checked_sub(BASE_HANDLE)
+            .and_then(|i| usize::try_from(i).ok());
         idx.and_then(|i| self.handles.get(i).cloned())
             .ok_or_else(|| self.malformed(format!("dangling handle {h:#x}")))
     }
@@ -143,7 +161,12 @@ impl Parser<'_, '_> {
         }
         self.skip_annotation(depth)?;
         let sup = self.class_desc(depth + 1)?;
-        let desc = Rc::new(ClassDesc { name, flags, fields, sup });
+        let desc = Rc::new(ClassDesc {
+            name,
+            flags,
+            fields,
+            sup,
+        });
         if let Some(h) = self.handles.get_mut(slot) {
             *h = Handle::Class(desc.clone());
         }
@@ -161,7 +184,9 @@ impl Parser<'_, '_> {
     }
 
     fn object(&mut self, depth: usize) -> Result<JavaValue> {
-        let desc = self.class_desc(depth + 1)?.ok_or_else(|| self.malformed("object without class"))?;
+        let desc = self
+            .class_desc(depth + 1)?
+            .ok_or_else(|| self.malformed("object without class"))?;
         let slot = self.handles.len();
         self.handles.push(Handle::Value(JavaValue::Other));
         let mut chain = Vec::new();
@@ -179,7 +204,10 @@ impl Parser<'_, '_> {
                 self.skip_annotation(depth)?; // writeObject's extra data
             }
         }
-        let v = JavaValue::Object { class: desc.name.clone(), fields };
+        let v = JavaValue::Object {
+            class: desc.name.clone(),
+            fields,
+        };
         if let Some(h) = self.handles.get_mut(slot) {
             *h = Handle::Value(v.clone());
         }
@@ -203,7 +231,9 @@ impl Parser<'_, '_> {
     }
 
     fn array(&mut self, depth: usize) -> Result<JavaValue> {
-        let desc = self.class_desc(depth + 1)?.ok_or_else(|| self.malformed("array without class"))?;
+        let desc = self
+            .class_desc(depth + 1)?
+            .ok_or_else(|| self.malformed("array without class"))?;
         self.handles.push(Handle::Value(JavaValue::Other));
         let n = self.r.count(1, "array length")?;
         let code = desc.name.as_bytes().get(1).copied().unwrap_or(b'L');
@@ -215,14 +245,19 @@ impl Parser<'_, '_> {
     }
 
     fn enum_constant(&mut self, depth: usize) -> Result<JavaValue> {
-        let desc = self.class_desc(depth + 1)?.ok_or_else(|| self.malformed("enum without class"))?;
+        let desc = self
+            .class_desc(depth + 1)?
+            .ok_or_else(|| self.malformed("enum without class"))?;
         let slot = self.handles.len();
         self.handles.push(Handle::Value(JavaValue::Other));
         let constant = match self.content(depth + 1)? {
             JavaValue::Str(s) => s,
             _ => return Err(self.malformed("enum constant is not a string")),
         };
-        let v = JavaValue::Enum { class: desc.name.clone(), constant };
+        let v = JavaValue::Enum {
+            class: desc.name.clone(),
+            constant,
+        };
         if let Some(h) = self.handles.get_mut(slot) {
             *h = Handle::Value(v.clone());
         }

@@ -17,7 +17,12 @@ pub enum Json {
 
 impl Json {
     pub fn obj(fields: Vec<(&str, Json)>) -> Json {
-        Json::Obj(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        Json::Obj(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
     }
 
     pub fn str(s: impl Into<String>) -> Json {
@@ -113,7 +118,10 @@ mod tests {
 
     #[test]
     fn writes_escaped_and_ordered() {
-        let j = Json::obj(vec![("b", Json::str("q\"\n\u{1}")), ("a", Json::Arr(vec![Json::Int(-1), Json::Null]))]);
+        let j = Json::obj(vec![
+            ("b", Json::str("q\"\n\u{1}")),
+            ("a", Json::Arr(vec![Json::Int(-1), Json::Null])),
+        ]);
         assert_eq!(j.to_line(), r#"{"b":"q\"\n\u0001","a":[-1,null]}"#);
     }
 }

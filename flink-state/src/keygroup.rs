@@ -39,12 +39,19 @@ pub fn blocks(start_kg: i32, offsets: &[i64], stream_len: u64) -> Vec<(i32, u64,
 
 /// The first key-group offset: where the header ends.
 pub fn header_end(offsets: &[i64]) -> Option<usize> {
-    offsets.iter().filter(|&&o| o > 0).min().map(|&o| o as usize)
+    offsets
+        .iter()
+        .filter(|&&o| o > 0)
+        .min()
+        .map(|&o| o as usize)
 }
 
 /// Undoes the snappy framing of a compressed key group.
 pub fn decompress(block: &[u8]) -> Result<Vec<u8>> {
-    let limit = block.len().saturating_mul(MAX_RATIO).saturating_add(1 << 20);
+    let limit = block
+        .len()
+        .saturating_mul(MAX_RATIO)
+        .saturating_add(1 << 20);
     let mut out = Vec::new();
     snap::read::FrameDecoder::new(block)
         .take(limit as u64)
@@ -64,7 +71,10 @@ pub fn decompress_from_chunk(rest: &[u8]) -> Result<Vec<u8>> {
 /// Walks the entries of one key group (RocksDB layout): a u16 state id,
 /// then key/value pairs; the last pair of a state run has bit 0x80 set in
 /// its first key byte and is followed by the next state id or 0xFFFF.
-pub fn for_each_entry(block: &[u8], mut f: impl FnMut(u16, &[u8], &[u8]) -> Result<()>) -> Result<()> {
+pub fn for_each_entry(
+    block: &[u8],
+    mut f: impl FnMut(u16, &[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
     let mut r = Reader::new(block);
     let mut state = r.u16("state id")?;
     let mut key = Vec::new();
@@ -87,36 +97,70 @@ pub fn for_each_entry(block: &[u8], mut f: impl FnMut(u16, &[u8], &[u8]) -> Resu
         }
     }
     if !r.is_empty() {
-        return Err(FlinkError::malformed("key group", r.pos(), format!("{} bytes after the end mark", r.remaining())));
+        return Err(FlinkError::malformed(
+            "key group",
+            r.pos(),
+            format!("{} bytes after the end mark", r.remaining()),
+        ));
     }
     Ok(())
 }
 
 /// One entry of a heap checkpoint: a whole value (nested forms) or a timer.
 pub enum HeapEntry {
-    Keyed { state: usize, key: Json, namespace: Json, value: Json },
-    Timer { state: usize, key: Json, namespace: Json, timestamp: i64 },
+    Keyed {
+        state: usize,
+        key: Json,
+        namespace: Json,
+        value: Json,
+    },
+    Timer {
+        state: usize,
+        key: Json,
+        namespace: Json,
+        timestamp: i64,
+    },
 }
 
 /// A heap (HashMapStateBackend) checkpoint key group: i32 key group, then
 /// for every state of the header: u16 state id, i32 count, entries of
 /// namespace, key, value (timers: TimerSerializer bytes).
-pub fn for_each_heap_entry(header: &KeyedHeader, kg: i32, block: &[u8], mut f: impl FnMut(HeapEntry) -> Result<()>) -> Result<()> {
+pub fn for_each_heap_entry(
+    header: &KeyedHeader,
+    kg: i32,
+    block: &[u8],
+    mut f: impl FnMut(HeapEntry) -> Result<()>,
+) -> Result<()> {
     let mut r = Reader::new(block);
     let at = r.pos();
     let found = r.i32("heap key group")?;
     if found != kg {
-        return Err(FlinkError::malformed("heap key group", at, format!("key group {found}, expected {kg}")));
+        return Err(FlinkError::malformed(
+            "heap key group",
+            at,
+            format!("key group {found}, expected {kg}"),
+        ));
     }
-    let data = if header.compressed { decompress(r.rest())? } else { r.rest().to_vec() };
+    let data = if header.compressed {
+        decompress(r.rest())?
+    } else {
+        r.rest().to_vec()
+    };
     let mut r = Reader::new(&data);
     for _ in 0..header.states.len() {
         let at = r.pos();
         let id = r.u16("heap state id")? as usize;
-        let state = header.states.get(id).ok_or_else(|| FlinkError::malformed("heap state id", at, format!("{id}")))?;
+        let state = header
+            .states
+            .get(id)
+            .ok_or_else(|| FlinkError::malformed("heap state id", at, format!("{id}")))?;
         let n = r.count(1, "heap entry count")?;
         if let Some(c) = state.unknown_class().or_else(|| header.key.unknown_class()) {
-            return Err(FlinkError::UnknownSerializer { operator: String::new(), state: state.name.clone(), class: c.to_string() });
+            return Err(FlinkError::UnknownSerializer {
+                operator: String::new(),
+                state: state.name.clone(),
+                class: c.to_string(),
+            });
         }
         for _ in 0..n {
             f(heap_entry(header, id, &mut r)?)?;
@@ -127,26 +171,52 @@ pub fn for_each_heap_entry(header: &KeyedHeader, kg: i32, block: &[u8], mut f: i
 
 fn heap_entry(header: &KeyedHeader, id: usize, r: &mut Reader) -> Result<HeapEntry> {
     let state = &header.states[id.min(header.states.len().saturating_sub(1))];
-    let value_ser = state.value_serializer().unwrap_or(&Serializer::VoidNamespace);
+    let value_ser = state
+        .value_serializer()
+        .unwrap_or(&Serializer::VoidNamespace);
     if state.kind == StateKind::Timers {
         let Serializer::Timer { key, namespace } = value_ser else {
-            return Err(FlinkError::malformed("heap timer", r.pos(), "no TimerSerializer"));
+            return Err(FlinkError::malformed(
+                "heap timer",
+                r.pos(),
+                "no TimerSerializer",
+            ));
         };
         let timestamp = r.i64("timer timestamp")? ^ i64::MIN;
         let key = decode(key, r)?;
         let namespace = decode(namespace, r)?;
-        return Ok(HeapEntry::Timer { state: id, key, namespace, timestamp });
+        return Ok(HeapEntry::Timer {
+            state: id,
+            key,
+            namespace,
+            timestamp,
+        });
     }
-    let namespace = decode(state.namespace_serializer().unwrap_or(&Serializer::VoidNamespace), r)?;
+    let namespace = decode(
+        state
+            .namespace_serializer()
+            .unwrap_or(&Serializer::VoidNamespace),
+        r,
+    )?;
     let key = decode(&header.key, r)?;
     let value = decode(value_ser, r)?;
-    Ok(HeapEntry::Keyed { state: id, key, namespace, value })
+    Ok(HeapEntry::Keyed {
+        state: id,
+        key,
+        namespace,
+        value,
+    })
 }
 
 /// Whether a full checkpoint's stream is in the heap layout: every group
 /// has an offset and each block starts with its own key-group number.
 pub fn looks_like_heap(start_kg: i32, offsets: &[i64], first_words: &[(i32, i32)]) -> bool {
-    !offsets.is_empty() && offsets.iter().all(|&o| o > 0) && !first_words.is_empty() && first_words.iter().all(|&(kg, w)| kg - start_kg >= 0 && w == kg)
+    !offsets.is_empty()
+        && offsets.iter().all(|&o| o > 0)
+        && !first_words.is_empty()
+        && first_words
+            .iter()
+            .all(|&(kg, w)| kg - start_kg >= 0 && w == kg)
 }
 
 /// Flink's key group of a String key: MathUtils.murmurHash of Java's

@@ -13,6 +13,7 @@ pub mod avro;
 pub mod bytes;
 pub mod entry;
 pub mod error;
+pub mod fuzzing;
 pub mod header;
 pub mod javaser;
 pub mod json;

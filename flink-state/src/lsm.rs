@@ -5,6 +5,9 @@
 use crate::error::Result;
 use std::path::Path;
 
+/// Receives each (key, value) of a scan; an error stops it.
+pub type EntrySink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// Reads one restored RocksDB instance of a Flink snapshot.
 pub trait LsmScanner {
     /// `dir` holds the instance's files under their Flink names (`CURRENT`,
@@ -13,5 +16,5 @@ pub trait LsmScanner {
     /// the LSM resolved: the newest value per key, list merge operands
     /// joined with ',' in sequence order, deletions dropped. A column
     /// family that is not there has no entries.
-    fn scan(&self, dir: &Path, column_family: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()>;
+    fn scan(&self, dir: &Path, column_family: &str, f: &mut EntrySink) -> Result<()>;
 }

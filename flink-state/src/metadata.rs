@@ -37,7 +37,9 @@ impl StreamHandle {
     pub fn size(&self) -> u64 {
         match self {
             StreamHandle::Inline { data, .. } => data.len() as u64,
-            StreamHandle::File { size, .. } | StreamHandle::Relative { size, .. } => (*size).max(0) as u64,
+            StreamHandle::File { size, .. } | StreamHandle::Relative { size, .. } => {
+                (*size).max(0) as u64
+            }
         }
     }
 }
@@ -87,7 +89,12 @@ impl KeyedHandle {
     pub fn streams(&self) -> Vec<(String, &StreamHandle)> {
         match self {
             KeyedHandle::KeyGroups { delegate, .. } => vec![("key groups".into(), delegate)],
-            KeyedHandle::Incremental { meta, shared, private, .. } => {
+            KeyedHandle::Incremental {
+                meta,
+                shared,
+                private,
+                ..
+            } => {
                 let mut v = vec![("state header".to_string(), meta)];
                 v.extend(shared.iter().chain(private).map(|(n, h)| (n.clone(), h)));
                 v
@@ -262,7 +269,11 @@ fn read_operator(r: &mut Reader, version: i32) -> Result<OperatorState> {
     let at = r.pos();
     let n = r.i32("subtask count")?;
     let finished = n == -1;
-    let n = if finished { 0 } else { r.check_count(n as i64, 4, at, "subtask count")? };
+    let n = if finished {
+        0
+    } else {
+        r.check_count(n as i64, 4, at, "subtask count")?
+    };
     let mut subtasks = Vec::with_capacity(n);
     for _ in 0..n {
         subtasks.push(read_subtask(r, version)?);
@@ -293,7 +304,10 @@ fn read_subtask(r: &mut Reader, version: i32) -> Result<SubtaskState> {
     let raw_operator = read_operator_singleton(r)?;
     let managed_keyed = read_keyed_handle(r)?;
     let raw_keyed = read_keyed_handle(r)?;
-    for what in ["input channel state handles", "result subpartition state handles"] {
+    for what in [
+        "input channel state handles",
+        "result subpartition state handles",
+    ] {
         let n = r.i32(what)?;
         if n != 0 {
             return Err(FlinkError::Unsupported(format!(
@@ -319,7 +333,11 @@ fn read_operator_singleton(r: &mut Reader) -> Result<Option<OperatorStateHandle>
     match r.i32("operator state count")? {
         0 => Ok(None),
         1 => read_operator_handle(r),
-        n => Err(FlinkError::malformed("operator state", at, format!("{n} handles, expected 0 or 1"))),
+        n => Err(FlinkError::malformed(
+            "operator state",
+            at,
+            format!("{n} handles, expected 0 or 1"),
+        )),
     }
 }
 
@@ -336,17 +354,31 @@ fn read_operator_handle(r: &mut Reader) -> Result<Option<OperatorStateHandle>> {
                     0 => DistributionMode::SplitDistribute,
                     1 => DistributionMode::Union,
                     2 => DistributionMode::Broadcast,
-                    m => return Err(FlinkError::malformed("distribution mode", at, format!("{m}"))),
+                    m => {
+                        return Err(FlinkError::malformed(
+                            "distribution mode",
+                            at,
+                            format!("{m}"),
+                        ))
+                    }
                 };
                 let k = r.count(8, "operator state offsets")?;
                 let offsets = (0..k).map(|_| r.i64("offset")).collect::<Result<_>>()?;
-                states.push(OperatorStateEntry { name, mode, offsets });
+                states.push(OperatorStateEntry {
+                    name,
+                    mode,
+                    offsets,
+                });
             }
             let delegate = read_stream_handle(r)?
                 .ok_or_else(|| FlinkError::malformed("operator state", at, "no delegate stream"))?;
             Ok(Some(OperatorStateHandle { states, delegate }))
         }
-        t => Err(FlinkError::malformed("operator state handle", at, format!("type {t}"))),
+        t => Err(FlinkError::malformed(
+            "operator state handle",
+            at,
+            format!("type {t}"),
+        )),
     }
 }
 
@@ -362,16 +394,30 @@ pub fn read_stream_handle(r: &mut Reader) -> Result<Option<StreamHandle>> {
         }
         2 => {
             let size = r.i64("file size")?;
-            StreamHandle::File { path: r.utf("file path")?, size }
+            StreamHandle::File {
+                path: r.utf("file path")?,
+                size,
+            }
         }
         6 => {
             let path = r.utf("relative path")?;
-            StreamHandle::Relative { path, size: r.i64("file size")? }
+            StreamHandle::Relative {
+                path,
+                size: r.i64("file size")?,
+            }
         }
         t @ (8..=10 | 13 | 14) => {
-            return Err(FlinkError::Unsupported(format!("changelog state handle (type {t})")))
+            return Err(FlinkError::Unsupported(format!(
+                "changelog state handle (type {t})"
+            )))
         }
-        t => return Err(FlinkError::malformed("stream handle", at, format!("unknown type {t}"))),
+        t => {
+            return Err(FlinkError::malformed(
+                "stream handle",
+                at,
+                format!("unknown type {t}"),
+            ))
+        }
     }))
 }
 
@@ -379,7 +425,11 @@ fn read_range(r: &mut Reader) -> Result<KeyGroupRange> {
     let start = r.i32("start key group")?;
     let count = r.i32("key group count")?;
     if start < 0 || count < 0 {
-        return Err(FlinkError::malformed("key group range", r.pos(), format!("{start}+{count}")));
+        return Err(FlinkError::malformed(
+            "key group range",
+            r.pos(),
+            format!("{start}+{count}"),
+        ));
     }
     Ok(KeyGroupRange { start, count })
 }
@@ -392,19 +442,35 @@ fn read_keyed_handle(r: &mut Reader) -> Result<Option<KeyedHandle>> {
         3 | 7 | 12 => {
             let range = read_range(r)?;
             let n = r.check_count(range.count as i64, 8, at, "key group offsets")?;
-            let offsets = (0..n).map(|_| r.i64("key group offset")).collect::<Result<_>>()?;
-            let delegate = read_stream_handle(r)?
-                .ok_or_else(|| FlinkError::malformed("key groups handle", at, "no delegate stream"))?;
+            let offsets = (0..n)
+                .map(|_| r.i64("key group offset"))
+                .collect::<Result<_>>()?;
+            let delegate = read_stream_handle(r)?.ok_or_else(|| {
+                FlinkError::malformed("key groups handle", at, "no delegate stream")
+            })?;
             if t == 12 {
                 r.utf("state handle id")?;
             }
-            KeyedHandle::KeyGroups { range, offsets, delegate, savepoint: t == 7 }
+            KeyedHandle::KeyGroups {
+                range,
+                offsets,
+                delegate,
+                savepoint: t == 7,
+            }
         }
         5 | 11 => read_incremental(r, t == 11, at)?,
         t @ (8..=10 | 13 | 14) => {
-            return Err(FlinkError::Unsupported(format!("changelog keyed state handle (type {t})")))
+            return Err(FlinkError::Unsupported(format!(
+                "changelog keyed state handle (type {t})"
+            )))
         }
-        t => return Err(FlinkError::malformed("keyed handle", at, format!("unknown type {t}"))),
+        t => {
+            return Err(FlinkError::malformed(
+                "keyed handle",
+                at,
+                format!("unknown type {t}"),
+            ))
+        }
     }))
 }
 
@@ -422,7 +488,14 @@ fn read_incremental(r: &mut Reader, v2: bool, at: usize) -> Result<KeyedHandle> 
     if v2 {
         r.utf("state handle id")?;
     }
-    Ok(KeyedHandle::Incremental { checkpoint_id, backend_id, range, meta, shared, private })
+    Ok(KeyedHandle::Incremental {
+        checkpoint_id,
+        backend_id,
+        range,
+        meta,
+        shared,
+        private,
+    })
 }
 
 fn read_named_handles(r: &mut Reader, what: &'static str) -> Result<Vec<(String, StreamHandle)>> {
@@ -431,7 +504,8 @@ fn read_named_handles(r: &mut Reader, what: &'static str) -> Result<Vec<(String,
     for _ in 0..n {
         let at = r.pos();
         let name = r.utf(what)?;
-        let h = read_stream_handle(r)?.ok_or_else(|| FlinkError::malformed(what, at, "null handle"))?;
+        let h =
+            read_stream_handle(r)?.ok_or_else(|| FlinkError::malformed(what, at, "null handle"))?;
         v.push((name, h));
     }
     Ok(v)

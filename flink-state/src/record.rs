@@ -29,7 +29,14 @@ pub fn timer_line(operator: &str, state: &str, key: Json, namespace: Json, times
     ])
 }
 
-pub fn keyed_line(operator: &str, state: &str, key: Json, namespace: Json, value: Json, ttl: Option<Json>) -> Json {
+pub fn keyed_line(
+    operator: &str,
+    state: &str,
+    key: Json,
+    namespace: Json,
+    value: Json,
+    ttl: Option<Json>,
+) -> Json {
     let mut f = vec![
         ("operator", Json::str(operator)),
         ("kind", Json::str("keyed-state")),
@@ -107,29 +114,68 @@ struct PendingMap {
 
 impl LineBuilder {
     pub fn new(operator: &str) -> Self {
-        LineBuilder { operator: operator.to_string(), pending: None }
+        LineBuilder {
+            operator: operator.to_string(),
+            pending: None,
+        }
     }
 
     /// Feeds one entry; returns the lines it completes.
     pub fn push(&mut self, state: &StateMeta, d: Decoded, out: &mut Vec<Json>) {
         match d {
-            Decoded::Timer { key, namespace, timestamp } => {
+            Decoded::Timer {
+                key,
+                namespace,
+                timestamp,
+            } => {
                 self.flush(out);
-                out.push(timer_line(&self.operator, &state.name, key, namespace, timestamp));
+                out.push(timer_line(
+                    &self.operator,
+                    &state.name,
+                    key,
+                    namespace,
+                    timestamp,
+                ));
             }
-            Decoded::Keyed { key, namespace, user_key: Some(uk), value, ttl } => {
-                let same = self.pending.as_ref().is_some_and(|p| p.state == state.name && p.key == key && p.namespace == namespace);
+            Decoded::Keyed {
+                key,
+                namespace,
+                user_key: Some(uk),
+                value,
+                ttl,
+            } => {
+                let same = self.pending.as_ref().is_some_and(|p| {
+                    p.state == state.name && p.key == key && p.namespace == namespace
+                });
                 if !same {
                     self.flush(out);
-                    self.pending = Some(PendingMap { state: state.name.clone(), key, namespace, entries: Vec::new() });
+                    self.pending = Some(PendingMap {
+                        state: state.name.clone(),
+                        key,
+                        namespace,
+                        entries: Vec::new(),
+                    });
                 }
                 if let Some(p) = self.pending.as_mut() {
                     p.entries.push((uk, value, ttl));
                 }
             }
-            Decoded::Keyed { key, namespace, user_key: None, value, ttl } => {
+            Decoded::Keyed {
+                key,
+                namespace,
+                user_key: None,
+                value,
+                ttl,
+            } => {
                 self.flush(out);
-                out.push(keyed_line(&self.operator, &state.name, key, namespace, value, ttl));
+                out.push(keyed_line(
+                    &self.operator,
+                    &state.name,
+                    key,
+                    namespace,
+                    value,
+                    ttl,
+                ));
             }
         }
     }
@@ -138,7 +184,14 @@ impl LineBuilder {
         if let Some(mut p) = self.pending.take() {
             p.entries.sort_by(|a, b| a.0.total_cmp(&b.0));
             let (value, ttl) = map_value(p.entries);
-            out.push(keyed_line(&self.operator, &p.state, p.key, p.namespace, value, ttl));
+            out.push(keyed_line(
+                &self.operator,
+                &p.state,
+                p.key,
+                p.namespace,
+                value,
+                ttl,
+            ));
         }
     }
 }

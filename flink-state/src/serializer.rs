@@ -39,7 +39,10 @@ pub enum Serializer {
     Map(Box<Serializer>, Box<Serializer>),
     /// StateTtlConfig: an i64 last-access timestamp, then the user value.
     Ttl(Box<Serializer>),
-    Timer { key: Box<Serializer>, namespace: Box<Serializer> },
+    Timer {
+        key: Box<Serializer>,
+        namespace: Box<Serializer>,
+    },
     Avro(Box<AvroSchema>),
     Tuple(Vec<Serializer>),
     RowData(Vec<SqlType>),
@@ -47,7 +50,10 @@ pub enum Serializer {
     /// SQL TIMESTAMP(p): i64 millis, and for p > 3 an i32 nano-of-milli.
     TimestampData(i32),
     /// SQL DECIMAL(p, s): compact (p <= 18) as i64 unscaled, else bytes.
-    DecimalData { precision: i32, scale: i32 },
+    DecimalData {
+        precision: i32,
+        scale: i32,
+    },
     /// A class this reader cannot decode (Kryo, POJO, a user's own...).
     Unknown(String),
 }
@@ -72,7 +78,11 @@ impl Serializer {
         match self {
             Serializer::Unknown(c) => Some(c),
             Serializer::List(e) | Serializer::Ttl(e) => e.unknown_class(),
-            Serializer::Map(k, v) | Serializer::Timer { key: k, namespace: v } => k.unknown_class().or_else(|| v.unknown_class()),
+            Serializer::Map(k, v)
+            | Serializer::Timer {
+                key: k,
+                namespace: v,
+            } => k.unknown_class().or_else(|| v.unknown_class()),
             Serializer::Tuple(fs) => fs.iter().find_map(|f| f.unknown_class()),
             _ => None,
         }
@@ -84,10 +94,24 @@ impl Serializer {
             Serializer::List(e) => format!("List<{}>", e.describe()),
             Serializer::Map(k, v) => format!("Map<{}, {}>", k.describe(), v.describe()),
             Serializer::Ttl(u) => format!("Ttl<{}>", u.describe()),
-            Serializer::Timer { key, namespace } => format!("Timer<{}, {}>", key.describe(), namespace.describe()),
+            Serializer::Timer { key, namespace } => {
+                format!("Timer<{}, {}>", key.describe(), namespace.describe())
+            }
             Serializer::Avro(_) => "Avro GenericRecord".into(),
-            Serializer::Tuple(fs) => format!("Tuple<{}>", fs.iter().map(|f| f.describe()).collect::<Vec<_>>().join(", ")),
-            Serializer::RowData(ts) => format!("RowData<{}>", ts.iter().map(|t| t.root.as_str()).collect::<Vec<_>>().join(", ")),
+            Serializer::Tuple(fs) => format!(
+                "Tuple<{}>",
+                fs.iter()
+                    .map(|f| f.describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Serializer::RowData(ts) => format!(
+                "RowData<{}>",
+                ts.iter()
+                    .map(|t| t.root.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Serializer::Unknown(c) => format!("unknown {c}"),
             other => format!("{other:?}"),
         }
@@ -100,7 +124,11 @@ pub fn read_framed(r: &mut Reader) -> Result<Serializer> {
     let at = r.pos();
     let v = r.i32("serializer snapshot proxy version")?;
     if v != 2 {
-        return Err(FlinkError::malformed("serializer snapshot", at, format!("proxy version {v}, expected 2")));
+        return Err(FlinkError::malformed(
+            "serializer snapshot",
+            at,
+            format!("proxy version {v}, expected 2"),
+        ));
     }
     read_nested(r, 0)
 }
@@ -108,7 +136,11 @@ pub fn read_framed(r: &mut Reader) -> Result<Serializer> {
 /// UTF class name, i32 version, class-specific payload.
 pub fn read_nested(r: &mut Reader, depth: usize) -> Result<Serializer> {
     if depth > MAX_DEPTH {
-        return Err(FlinkError::malformed("serializer snapshot", r.pos(), "nested too deep"));
+        return Err(FlinkError::malformed(
+            "serializer snapshot",
+            r.pos(),
+            "nested too deep",
+        ));
     }
     let class = r.utf("snapshot class")?;
     let version = r.i32("snapshot version")?;
@@ -127,20 +159,33 @@ pub fn read_nested(r: &mut Reader, depth: usize) -> Result<Serializer> {
         "VoidNamespaceSerializer$VoidNamespaceSerializerSnapshot" => Serializer::VoidNamespace,
         "TimeWindow$Serializer$TimeWindowSerializerSnapshot" => Serializer::TimeWindow,
         "StringDataSerializer$StringDataSerializerSnapshot" => Serializer::StringData,
-        "TimestampDataSerializer$TimestampDataSerializerSnapshot" => Serializer::TimestampData(r.i32("timestamp precision")?),
-        "DecimalDataSerializer$DecimalSerializerSnapshot" | "DecimalDataSerializer$DecimalDataSerializerSnapshot" => {
-            let precision = r.i32("decimal precision")?;
-            Serializer::DecimalData { precision, scale: r.i32("decimal scale")? }
+        "TimestampDataSerializer$TimestampDataSerializerSnapshot" => {
+            Serializer::TimestampData(r.i32("timestamp precision")?)
         }
-        "ListSerializerSnapshot" => composite(r, &class, depth, |mut n| Some(Serializer::List(Box::new(n.pop()?))))?,
+        "DecimalDataSerializer$DecimalSerializerSnapshot"
+        | "DecimalDataSerializer$DecimalDataSerializerSnapshot" => {
+            let precision = r.i32("decimal precision")?;
+            Serializer::DecimalData {
+                precision,
+                scale: r.i32("decimal scale")?,
+            }
+        }
+        "ListSerializerSnapshot" => composite(r, &class, depth, |mut n| {
+            Some(Serializer::List(Box::new(n.pop()?)))
+        })?,
         "MapSerializerSnapshot" => composite(r, &class, depth, |mut n| {
             let v = n.pop()?;
             Some(Serializer::Map(Box::new(n.pop()?), Box::new(v)))
         })?,
-        "TtlStateFactory$TtlSerializerSnapshot" => composite(r, &class, depth, |mut n| Some(Serializer::Ttl(Box::new(n.pop()?))))?,
+        "TtlStateFactory$TtlSerializerSnapshot" => composite(r, &class, depth, |mut n| {
+            Some(Serializer::Ttl(Box::new(n.pop()?)))
+        })?,
         "TimerSerializerSnapshot" => composite(r, &class, depth, |mut n| {
             let namespace = Box::new(n.pop()?);
-            Some(Serializer::Timer { key: Box::new(n.pop()?), namespace })
+            Some(Serializer::Timer {
+                key: Box::new(n.pop()?),
+                namespace,
+            })
         })?,
         "TupleSerializerSnapshot" => composite(r, &class, depth, |n| Some(Serializer::Tuple(n)))?,
         "AvroSerializerSnapshot" => read_avro(r, version)?,
@@ -159,14 +204,24 @@ fn composite(
 ) -> Result<Serializer> {
     let at = r.pos();
     if r.i32("composite magic")? != COMPOSITE_MAGIC {
-        return Err(FlinkError::malformed("composite snapshot", at, format!("{class}: bad magic")));
+        return Err(FlinkError::malformed(
+            "composite snapshot",
+            at,
+            format!("{class}: bad magic"),
+        ));
     }
     r.i32("outer snapshot version")?;
     if r.rest().get(..4) != Some(&NESTED_MAGIC.to_be_bytes()[..]) {
         r.utf("outer snapshot class")?; // TupleSerializerSnapshot's tuple class
     }
     let nested = read_nested_block(r, depth)?;
-    build(nested).ok_or_else(|| FlinkError::malformed("composite snapshot", at, format!("{class}: wrong nested count")))
+    build(nested).ok_or_else(|| {
+        FlinkError::malformed(
+            "composite snapshot",
+            at,
+            format!("{class}: wrong nested count"),
+        )
+    })
 }
 
 /// NestedSerializersSnapshotDelegate: magic, version 1, count, snapshots.
@@ -222,5 +277,9 @@ fn sql_type(v: &JavaValue) -> SqlType {
         Some(JavaValue::Enum { constant, .. }) => constant.clone(),
         _ => v.class().rsplit('.').next().unwrap_or("").to_string(),
     };
-    SqlType { root, precision: int("precision"), scale: int("scale") }
+    SqlType {
+        root,
+        precision: int("precision"),
+        scale: int("scale"),
+    }
 }

@@ -8,7 +8,10 @@ use crate::header::{KeyedHeader, OperatorHeader, StateMeta};
 use crate::json::Json;
 use crate::keygroup::{self, HeapEntry};
 use crate::lsm::LsmScanner;
-use crate::metadata::{DistributionMode, KeyGroupRange, KeyedHandle, Metadata, OperatorState, OperatorStateHandle, StreamHandle};
+use crate::metadata::{
+    DistributionMode, KeyGroupRange, KeyedHandle, Metadata, OperatorState, OperatorStateHandle,
+    StreamHandle,
+};
 use crate::record::{keyed_line, operator_line, present_whole, timer_line, LineBuilder};
 use crate::storage::{resolve, stream_bytes, stream_range, Storage};
 use crate::value::decode;
@@ -49,22 +52,42 @@ pub struct DumpReport {
 /// Where an error happened, for messages: the file of the stream.
 fn file_label(base: &str, h: &StreamHandle) -> String {
     match h {
-        StreamHandle::Inline { name, .. } => format!("_metadata (inlined stream {})", name.rsplit('/').next().unwrap_or(name)),
+        StreamHandle::Inline { name, .. } => format!(
+            "_metadata (inlined stream {})",
+            name.rsplit('/').next().unwrap_or(name)
+        ),
         _ => resolve(base, h).unwrap_or_default(),
     }
 }
 
 impl<'s> FlinkSnapshot<'s> {
     pub fn open(storage: &'s dyn Storage, base: &str) -> Result<Self> {
-        let path = if base.is_empty() { "_metadata".to_string() } else { format!("{}/_metadata", base.trim_end_matches('/')) };
+        let path = if base.is_empty() {
+            "_metadata".to_string()
+        } else {
+            format!("{}/_metadata", base.trim_end_matches('/'))
+        };
         let bytes = storage.read(&path)?;
         let metadata = Metadata::parse(&bytes).map_err(|e| e.in_file(&path))?;
-        Ok(FlinkSnapshot { storage, base: base.trim_end_matches('/').to_string(), metadata, metadata_size: bytes.len() as u64 })
+        Ok(FlinkSnapshot {
+            storage,
+            base: base.trim_end_matches('/').to_string(),
+            metadata,
+            metadata_size: bytes.len() as u64,
+        })
     }
 
     pub fn kind(&self) -> &'static str {
-        let native = self.metadata.operators.iter().flat_map(|o| &o.subtasks).any(|s| matches!(s.managed_keyed, Some(KeyedHandle::Incremental { .. })));
-        match (self.metadata.is_savepoint || !self.metadata.format_type.is_empty(), native) {
+        let native = self
+            .metadata
+            .operators
+            .iter()
+            .flat_map(|o| &o.subtasks)
+            .any(|s| matches!(s.managed_keyed, Some(KeyedHandle::Incremental { .. })));
+        match (
+            self.metadata.is_savepoint || !self.metadata.format_type.is_empty(),
+            native,
+        ) {
             (true, false) => "canonical savepoint",
             (true, true) => "native savepoint",
             (false, true) => "incremental checkpoint",
@@ -74,43 +97,70 @@ impl<'s> FlinkSnapshot<'s> {
 
     /// The keyed-state header of the first subtask that has one.
     pub fn keyed_header(&self, op: &OperatorState) -> Result<Option<KeyedHeader>> {
-        let Some(h) = op.subtasks.iter().find_map(|s| s.managed_keyed.as_ref()) else { return Ok(None) };
+        let Some(h) = op.subtasks.iter().find_map(|s| s.managed_keyed.as_ref()) else {
+            return Ok(None);
+        };
         self.header_of(h).map(Some)
     }
 
     fn header_of(&self, h: &KeyedHandle) -> Result<KeyedHeader> {
         let (stream, end) = match h {
-            KeyedHandle::KeyGroups { offsets, delegate, .. } => {
+            KeyedHandle::KeyGroups {
+                offsets, delegate, ..
+            } => {
                 let end = keygroup::header_end(offsets);
-                (delegate, end.map(|e| e as u64).unwrap_or_else(|| delegate.size()))
+                (
+                    delegate,
+                    end.map(|e| e as u64).unwrap_or_else(|| delegate.size()),
+                )
             }
             KeyedHandle::Incremental { meta, .. } => (meta, meta.size()),
         };
         let label = file_label(&self.base, stream);
-        let bytes = stream_range(self.storage, &self.base, stream, 0, end).map_err(|e| e.in_file(&label))?;
+        let bytes = stream_range(self.storage, &self.base, stream, 0, end)
+            .map_err(|e| e.in_file(&label))?;
         let known_end = matches!(h, KeyedHandle::Incremental { .. }) || keygroup_has_data(h);
         KeyedHeader::parse(&bytes, known_end.then_some(end as usize)).map_err(|e| e.in_file(&label))
     }
 
     pub fn operator_header(&self, op: &OperatorState) -> Result<Option<OperatorHeader>> {
-        let Some(h) = op.subtasks.iter().find_map(|s| s.managed_operator.as_ref()) else { return Ok(None) };
+        let Some(h) = op.subtasks.iter().find_map(|s| s.managed_operator.as_ref()) else {
+            return Ok(None);
+        };
         let label = file_label(&self.base, &h.delegate);
-        let bytes = stream_bytes(self.storage, &self.base, &h.delegate).map_err(|e| e.in_file(&label))?;
-        OperatorHeader::parse(&bytes).map(Some).map_err(|e| e.in_file(&label))
+        let bytes =
+            stream_bytes(self.storage, &self.base, &h.delegate).map_err(|e| e.in_file(&label))?;
+        OperatorHeader::parse(&bytes)
+            .map(Some)
+            .map_err(|e| e.in_file(&label))
     }
 
     /// Dumps an operator's states as JSON lines into `sink`.
-    pub fn dump(&self, op: &OperatorState, opts: &DumpOptions, sink: &mut dyn FnMut(&Json) -> Result<()>) -> Result<DumpReport> {
+    pub fn dump(
+        &self,
+        op: &OperatorState,
+        opts: &DumpOptions,
+        sink: &mut dyn FnMut(&Json) -> Result<()>,
+    ) -> Result<DumpReport> {
         let mut report = DumpReport::default();
-        let mut ctx = Ctx { op, opts, sink, report: &mut report, label: op.label() };
+        let mut ctx = Ctx {
+            op,
+            opts,
+            sink,
+            report: &mut report,
+            label: op.label(),
+        };
         for sub in &op.subtasks {
             if let Some(h) = &sub.managed_operator {
                 self.dump_operator_state(h, &mut ctx)?;
             }
             match &sub.managed_keyed {
-                Some(KeyedHandle::KeyGroups { range, offsets, delegate, savepoint }) => {
-                    self.dump_key_groups(*range, offsets, delegate, *savepoint, &mut ctx)?
-                }
+                Some(KeyedHandle::KeyGroups {
+                    range,
+                    offsets,
+                    delegate,
+                    savepoint,
+                }) => self.dump_key_groups(*range, offsets, delegate, *savepoint, &mut ctx)?,
                 Some(h @ KeyedHandle::Incremental { .. }) => self.dump_native(h, &mut ctx)?,
                 None => {}
             }
@@ -134,19 +184,30 @@ impl<'s> FlinkSnapshot<'s> {
         if names.iter().any(|n| state_matches(n, sel)) {
             return Ok(()); // there, but empty
         }
-        Err(FlinkError::NoSuchState { operator: op.label(), state: sel.to_string(), known: names.join(", ") })
+        Err(FlinkError::NoSuchState {
+            operator: op.label(),
+            state: sel.to_string(),
+            known: names.join(", "),
+        })
     }
 
     fn dump_operator_state(&self, h: &OperatorStateHandle, ctx: &mut Ctx) -> Result<()> {
         let label = file_label(&self.base, &h.delegate);
-        let bytes = stream_bytes(self.storage, &self.base, &h.delegate).map_err(|e| e.in_file(&label))?;
+        let bytes =
+            stream_bytes(self.storage, &self.base, &h.delegate).map_err(|e| e.in_file(&label))?;
         let header = OperatorHeader::parse(&bytes).map_err(|e| e.in_file(&label))?;
         for entry in &h.states {
             if !ctx.wants(&entry.name) {
                 continue;
             }
-            let meta = header.states.iter().chain(&header.broadcast).find(|m| m.name == entry.name);
-            let Some(ser) = meta.and_then(StateMeta::value_serializer) else { continue };
+            let meta = header
+                .states
+                .iter()
+                .chain(&header.broadcast)
+                .find(|m| m.name == entry.name);
+            let Some(ser) = meta.and_then(StateMeta::value_serializer) else {
+                continue;
+            };
             let mode = match entry.mode {
                 DistributionMode::SplitDistribute => "SPLIT_DISTRIBUTE",
                 DistributionMode::Union => "UNION",
@@ -154,36 +215,76 @@ impl<'s> FlinkSnapshot<'s> {
             };
             for &off in &entry.offsets {
                 let rest = bytes.get(off.max(0) as usize..).unwrap_or(&[]);
-                let data = if header.compressed { std::borrow::Cow::Owned(keygroup::decompress_from_chunk(rest)?) } else { std::borrow::Cow::Borrowed(rest) };
-                let v = decode(ser, &mut crate::bytes::Reader::new(&data)).map_err(|e| e.in_file(&label))?;
-                ctx.emit(&entry.name, None, operator_line(&ctx.label, &entry.name, mode, v))?;
+                let data = if header.compressed {
+                    std::borrow::Cow::Owned(keygroup::decompress_from_chunk(rest)?)
+                } else {
+                    std::borrow::Cow::Borrowed(rest)
+                };
+                let v = decode(ser, &mut crate::bytes::Reader::new(&data))
+                    .map_err(|e| e.in_file(&label))?;
+                ctx.emit(
+                    &entry.name,
+                    None,
+                    operator_line(&ctx.label, &entry.name, mode, v),
+                )?;
             }
         }
         Ok(())
     }
 
-    fn dump_key_groups(&self, range: KeyGroupRange, offsets: &[i64], delegate: &StreamHandle, savepoint: bool, ctx: &mut Ctx) -> Result<()> {
+    fn dump_key_groups(
+        &self,
+        range: KeyGroupRange,
+        offsets: &[i64],
+        delegate: &StreamHandle,
+        savepoint: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let label = file_label(&self.base, delegate);
         let wrap = |e: FlinkError| e.in_file(&label);
         let size = match delegate {
             StreamHandle::Inline { data, .. } => data.len() as u64,
-            _ => self.storage.size(&resolve(&self.base, delegate).unwrap_or_default()).map_err(wrap)?,
+            _ => self
+                .storage
+                .size(&resolve(&self.base, delegate).unwrap_or_default())
+                .map_err(wrap)?,
         };
         let blocks = keygroup::blocks(range.start, offsets, size);
         if blocks.is_empty() {
             return Ok(());
         }
-        let header = self.header_of(&KeyedHandle::KeyGroups { range, offsets: offsets.to_vec(), delegate: delegate.clone(), savepoint })?;
+        let header = self.header_of(&KeyedHandle::KeyGroups {
+            range,
+            offsets: offsets.to_vec(),
+            delegate: delegate.clone(),
+            savepoint,
+        })?;
         let heap = !savepoint && self.is_heap(range, offsets, delegate, &blocks)?;
         let decoders = self.decoders(&header, ctx);
         for window in windows(&blocks) {
-            let (Some(first), Some(last)) = (window.first(), window.last()) else { continue };
-            let bytes = stream_range(self.storage, &self.base, delegate, first.1, last.2).map_err(wrap)?;
+            let (Some(first), Some(last)) = (window.first(), window.last()) else {
+                continue;
+            };
+            let bytes =
+                stream_range(self.storage, &self.base, delegate, first.1, last.2).map_err(wrap)?;
             for &(kg, start, end) in window {
-                let block = bytes.get((start - first.1) as usize..(end - first.1) as usize).unwrap_or(&[]);
-                let r = if heap { self.heap_block(&header, kg, block, ctx) } else { self.canonical_block(&header, &decoders, kg, block, ctx) };
+                let block = bytes
+                    .get((start - first.1) as usize..(end - first.1) as usize)
+                    .unwrap_or(&[]);
+                let r = if heap {
+                    self.heap_block(&header, kg, block, ctx)
+                } else {
+                    self.canonical_block(&header, &decoders, kg, block, ctx)
+                };
                 r.map_err(|e| match e {
-                    FlinkError::Malformed { .. } | FlinkError::Truncated { .. } => FlinkError::malformed("key group", start as usize, format!("key group {kg}: {e}")).in_file(&label),
+                    FlinkError::Malformed { .. } | FlinkError::Truncated { .. } => {
+                        FlinkError::malformed(
+                            "key group",
+                            start as usize,
+                            format!("key group {kg}: {e}"),
+                        )
+                        .in_file(&label)
+                    }
                     e => e.in_file(&label),
                 })?;
             }
@@ -191,11 +292,19 @@ impl<'s> FlinkSnapshot<'s> {
         Ok(())
     }
 
-    fn is_heap(&self, range: KeyGroupRange, offsets: &[i64], delegate: &StreamHandle, blocks: &[(i32, u64, u64)]) -> Result<bool> {
+    fn is_heap(
+        &self,
+        range: KeyGroupRange,
+        offsets: &[i64],
+        delegate: &StreamHandle,
+        blocks: &[(i32, u64, u64)],
+    ) -> Result<bool> {
         let mut words = Vec::new();
         for &(kg, start, _) in blocks.iter().take(2) {
             let b = stream_range(self.storage, &self.base, delegate, start, start + 4)?;
-            let w = b.get(..4).map_or(-1, |w| i32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+            let w = b
+                .get(..4)
+                .map_or(-1, |w| i32::from_be_bytes([w[0], w[1], w[2], w[3]]));
             words.push((kg, w));
         }
         Ok(keygroup::looks_like_heap(range.start, offsets, &words))
@@ -203,7 +312,11 @@ impl<'s> FlinkSnapshot<'s> {
 
     /// One decoder per state (an error naming the class for unknown ones,
     /// recorded once in the report).
-    fn decoders<'h>(&self, header: &'h KeyedHeader, ctx: &mut Ctx) -> Vec<Option<EntryDecoder<'h>>> {
+    fn decoders<'h>(
+        &self,
+        header: &'h KeyedHeader,
+        ctx: &mut Ctx,
+    ) -> Vec<Option<EntryDecoder<'h>>> {
         header
             .states
             .iter()
@@ -222,16 +335,35 @@ impl<'s> FlinkSnapshot<'s> {
             .collect()
     }
 
-    fn canonical_block(&self, header: &KeyedHeader, decoders: &[Option<EntryDecoder>], kg: i32, block: &[u8], ctx: &mut Ctx) -> Result<()> {
-        let data = if header.compressed { std::borrow::Cow::Owned(keygroup::decompress(block)?) } else { std::borrow::Cow::Borrowed(block) };
+    fn canonical_block(
+        &self,
+        header: &KeyedHeader,
+        decoders: &[Option<EntryDecoder>],
+        kg: i32,
+        block: &[u8],
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let data = if header.compressed {
+            std::borrow::Cow::Owned(keygroup::decompress(block)?)
+        } else {
+            std::borrow::Cow::Borrowed(block)
+        };
         let mut builder = LineBuilder::new(&ctx.label);
         let mut out = Vec::new();
         keygroup::for_each_entry(&data, |id, k, v| {
-            let state = header.states.get(id as usize).ok_or_else(|| FlinkError::malformed("state id", 0, format!("{id} of {}", header.states.len())))?;
-            let Some(Some(dec)) = decoders.get(id as usize) else { return Ok(()) };
+            let state = header.states.get(id as usize).ok_or_else(|| {
+                FlinkError::malformed("state id", 0, format!("{id} of {}", header.states.len()))
+            })?;
+            let Some(Some(dec)) = decoders.get(id as usize) else {
+                return Ok(());
+            };
             let (prefix, d) = dec.decode(k, v)?;
             if prefix != kg as u32 {
-                return Err(FlinkError::malformed("key group prefix", 0, format!("entry of key group {prefix} in key group {kg}")));
+                return Err(FlinkError::malformed(
+                    "key group prefix",
+                    0,
+                    format!("entry of key group {prefix} in key group {kg}"),
+                ));
             }
             ctx.check_key_group(&d, kg)?;
             builder.push(state, d, &mut out);
@@ -242,7 +374,16 @@ impl<'s> FlinkSnapshot<'s> {
         })?;
         builder.flush(&mut out);
         for line in out {
-            let s = line.get("state").and_then(|s| if let Json::Str(s) = s { Some(s.clone()) } else { None }).unwrap_or_default();
+            let s = line
+                .get("state")
+                .and_then(|s| {
+                    if let Json::Str(s) = s {
+                        Some(s.clone())
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or_default();
             ctx.emit(&s, Some(kg), line)?;
         }
         Ok(())
@@ -251,14 +392,30 @@ impl<'s> FlinkSnapshot<'s> {
     fn heap_block(&self, header: &KeyedHeader, kg: i32, block: &[u8], ctx: &mut Ctx) -> Result<()> {
         keygroup::for_each_heap_entry(header, kg, block, |e| {
             let (state, line) = match e {
-                HeapEntry::Keyed { state, key, namespace, value } => {
+                HeapEntry::Keyed {
+                    state,
+                    key,
+                    namespace,
+                    value,
+                } => {
                     let s = &header.states[state];
                     let (value, ttl) = present_whole(&s.kind, value);
-                    (s, keyed_line(&ctx.label, &s.name, key, namespace, value, ttl))
+                    (
+                        s,
+                        keyed_line(&ctx.label, &s.name, key, namespace, value, ttl),
+                    )
                 }
-                HeapEntry::Timer { state, key, namespace, timestamp } => {
+                HeapEntry::Timer {
+                    state,
+                    key,
+                    namespace,
+                    timestamp,
+                } => {
                     let s = &header.states[state];
-                    (s, timer_line(&ctx.label, &s.name, key, namespace, timestamp))
+                    (
+                        s,
+                        timer_line(&ctx.label, &s.name, key, namespace, timestamp),
+                    )
                 }
             };
             if ctx.wants(&state.name) {
@@ -267,23 +424,39 @@ impl<'s> FlinkSnapshot<'s> {
             Ok(())
         })
         .map_err(|e| match e {
-            FlinkError::UnknownSerializer { state, class, .. } => FlinkError::UnknownSerializer { operator: ctx.label.clone(), state, class },
+            FlinkError::UnknownSerializer { state, class, .. } => FlinkError::UnknownSerializer {
+                operator: ctx.label.clone(),
+                state,
+                class,
+            },
             e => e,
         })
     }
 
     fn dump_native(&self, h: &KeyedHandle, ctx: &mut Ctx) -> Result<()> {
-        let KeyedHandle::Incremental { shared, private, .. } = h else { return Ok(()) };
+        let KeyedHandle::Incremental {
+            shared, private, ..
+        } = h
+        else {
+            return Ok(());
+        };
         let Some(lsm) = ctx.opts.lsm else {
             return Err(FlinkError::Unsupported("native savepoints and incremental checkpoints need a RocksDB reader (use the savepoint command)".into()));
         };
         let header = self.header_of(h)?;
-        let dir = tempfile::tempdir().map_err(|e| FlinkError::Io { path: "temporary folder".into(), source: e })?;
+        let dir = tempfile::tempdir().map_err(|e| FlinkError::Io {
+            path: "temporary folder".into(),
+            source: e,
+        })?;
         for (name, sh) in shared.iter().chain(private) {
             let label = file_label(&self.base, sh);
-            let bytes = stream_bytes(self.storage, &self.base, sh).map_err(|e| e.in_file(&label))?;
+            let bytes =
+                stream_bytes(self.storage, &self.base, sh).map_err(|e| e.in_file(&label))?;
             let local = dir.path().join(name.rsplit('/').next().unwrap_or(name));
-            std::fs::write(&local, &bytes).map_err(|e| FlinkError::Io { path: local.display().to_string(), source: e })?;
+            std::fs::write(&local, &bytes).map_err(|e| FlinkError::Io {
+                path: local.display().to_string(),
+                source: e,
+            })?;
         }
         let decoders = self.decoders(&header, ctx);
         for (state, dec) in header.states.iter().zip(&decoders) {
@@ -291,7 +464,9 @@ impl<'s> FlinkSnapshot<'s> {
             let mut builder = LineBuilder::new(&ctx.label);
             let mut out = Vec::new();
             lsm.scan(dir.path(), &state.name, &mut |k, v| {
-                let (kg, d) = dec.decode(k, v).map_err(|e| e.in_file(&format!("column family {}", state.name)))?;
+                let (kg, d) = dec
+                    .decode(k, v)
+                    .map_err(|e| e.in_file(&format!("column family {}", state.name)))?;
                 ctx.check_key_group(&d, kg as i32)?;
                 builder.push(state, d, &mut out);
                 for line in out.drain(..) {
@@ -330,7 +505,10 @@ fn windows(blocks: &[(i32, u64, u64)]) -> Vec<&[(i32, u64, u64)]> {
 }
 
 pub fn state_matches(name: &str, sel: &str) -> bool {
-    name == sel || name.strip_prefix("_timer_state/").is_some_and(|t| t == sel || t.split_once('_').is_some_and(|(_, svc)| svc == sel))
+    name == sel
+        || name
+            .strip_prefix("_timer_state/")
+            .is_some_and(|t| t == sel || t.split_once('_').is_some_and(|(_, svc)| svc == sel))
 }
 
 struct Ctx<'a, 'o> {
@@ -343,11 +521,18 @@ struct Ctx<'a, 'o> {
 
 impl Ctx<'_, '_> {
     fn wants(&self, state: &str) -> bool {
-        self.opts.state.as_deref().is_none_or(|s| state_matches(state, s))
+        self.opts
+            .state
+            .as_deref()
+            .is_none_or(|s| state_matches(state, s))
     }
 
     fn unknown(&mut self, state: &str, class: &str) {
-        self.report.errors.push(FlinkError::UnknownSerializer { operator: self.label.clone(), state: state.to_string(), class: class.to_string() });
+        self.report.errors.push(FlinkError::UnknownSerializer {
+            operator: self.label.clone(),
+            state: state.to_string(),
+            class: class.to_string(),
+        });
     }
 
     /// Counts lines per state and key group, and prints the line.
@@ -366,12 +551,18 @@ impl Ctx<'_, '_> {
             return Ok(());
         }
         let key = match d {
-            crate::entry::Decoded::Keyed { key, .. } | crate::entry::Decoded::Timer { key, .. } => key,
+            crate::entry::Decoded::Keyed { key, .. } | crate::entry::Decoded::Timer { key, .. } => {
+                key
+            }
         };
         if let Json::Str(k) = key {
             let expected = keygroup::key_group_of_string(k, self.op.max_parallelism);
             if expected != kg {
-                return Err(FlinkError::malformed("key", 0, format!("key {k:?} belongs to key group {expected}, found in {kg}")));
+                return Err(FlinkError::malformed(
+                    "key",
+                    0,
+                    format!("key {k:?} belongs to key group {expected}, found in {kg}"),
+                ));
             }
         }
         Ok(())

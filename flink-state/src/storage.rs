@@ -42,7 +42,10 @@ impl DirStorage {
 }
 
 fn io_err(path: &std::path::Path, source: std::io::Error) -> FlinkError {
-    FlinkError::Io { path: path.display().to_string(), source }
+    FlinkError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl Storage for DirStorage {
@@ -56,7 +59,9 @@ impl Storage for DirStorage {
         let mut f = std::fs::File::open(&p).map_err(|e| io_err(&p, e))?;
         f.seek(SeekFrom::Start(offset)).map_err(|e| io_err(&p, e))?;
         let mut buf = Vec::new();
-        f.take(len).read_to_end(&mut buf).map_err(|e| io_err(&p, e))?;
+        f.take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| io_err(&p, e))?;
         Ok(buf)
     }
 
@@ -90,12 +95,19 @@ fn join(base: &str, rel: &str) -> String {
 }
 
 fn parent(base: &str) -> &str {
-    base.trim_end_matches('/').rsplit_once('/').map_or("", |(p, _)| p)
+    base.trim_end_matches('/')
+        .rsplit_once('/')
+        .map_or("", |(p, _)| p)
 }
 
 pub fn reroot(base: &str, abs: &str) -> String {
-    let parts: Vec<&str> = abs.split('/').filter(|p| !p.is_empty() && *p != "file:").collect();
-    let anchor = parts.iter().rposition(|p| *p == "shared" || *p == "taskowned" || is_chk_dir(p));
+    let parts: Vec<&str> = abs
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != "file:")
+        .collect();
+    let anchor = parts
+        .iter()
+        .rposition(|p| *p == "shared" || *p == "taskowned" || is_chk_dir(p));
     match anchor {
         Some(i) => join(parent(base), &parts.get(i..).unwrap_or(&[]).join("/")),
         None => join(base, parts.last().copied().unwrap_or("")),
@@ -103,16 +115,24 @@ pub fn reroot(base: &str, abs: &str) -> String {
 }
 
 pub fn is_chk_dir(name: &str) -> bool {
-    name.strip_prefix("chk-").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    name.strip_prefix("chk-")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The newest `chk-N` among folder names.
 pub fn latest_checkpoint<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    names.into_iter().filter(|n| is_chk_dir(n)).max_by_key(|n| n[4..].parse::<u64>().unwrap_or(0))
+    names
+        .into_iter()
+        .filter(|n| is_chk_dir(n))
+        .max_by_key(|n| n[4..].parse::<u64>().unwrap_or(0))
 }
 
 /// The bytes of a stream: inlined ones borrowed, files read.
-pub fn stream_bytes<'h>(storage: &dyn Storage, base: &str, h: &'h StreamHandle) -> Result<Cow<'h, [u8]>> {
+pub fn stream_bytes<'h>(
+    storage: &dyn Storage,
+    base: &str,
+    h: &'h StreamHandle,
+) -> Result<Cow<'h, [u8]>> {
     match h {
         StreamHandle::Inline { data, .. } => Ok(Cow::Borrowed(data)),
         _ => {
@@ -123,7 +143,13 @@ pub fn stream_bytes<'h>(storage: &dyn Storage, base: &str, h: &'h StreamHandle) 
 }
 
 /// A byte range of a stream.
-pub fn stream_range<'h>(storage: &dyn Storage, base: &str, h: &'h StreamHandle, start: u64, end: u64) -> Result<Cow<'h, [u8]>> {
+pub fn stream_range<'h>(
+    storage: &dyn Storage,
+    base: &str,
+    h: &'h StreamHandle,
+    start: u64,
+    end: u64,
+) -> Result<Cow<'h, [u8]>> {
     match h {
         StreamHandle::Inline { data, .. } => {
             let s = (start as usize).min(data.len());
@@ -132,7 +158,11 @@ pub fn stream_range<'h>(storage: &dyn Storage, base: &str, h: &'h StreamHandle, 
         }
         _ => {
             let p = resolve(base, h).unwrap_or_default();
-            Ok(Cow::Owned(storage.read_range(&p, start, end.saturating_sub(start))?))
+            Ok(Cow::Owned(storage.read_range(
+                &p,
+                start,
+                end.saturating_sub(start),
+            )?))
         }
     }
 }
@@ -143,9 +173,21 @@ mod tests {
 
     #[test]
     fn checkpoint_paths_are_rerooted_under_the_job_folder() {
-        assert_eq!(reroot("chk-5", "file:/data/flink/ckpt/A/checkpoints/639e/shared/abc"), "shared/abc");
-        assert_eq!(reroot("job/chk-5", "file:/data/x/639e/chk-5/def"), "job/chk-5/def");
+        assert_eq!(
+            reroot(
+                "chk-5",
+                "file:/data/flink/ckpt/A/checkpoints/639e/shared/abc"
+            ),
+            "shared/abc"
+        );
+        assert_eq!(
+            reroot("job/chk-5", "file:/data/x/639e/chk-5/def"),
+            "job/chk-5/def"
+        );
         assert_eq!(reroot("sp", "file:/elsewhere/savepoint-1/uuid"), "sp/uuid");
-        assert_eq!(latest_checkpoint(["chk-9", "chk-10", "shared"]), Some("chk-10"));
+        assert_eq!(
+            latest_checkpoint(["chk-9", "chk-10", "shared"]),
+            Some("chk-10")
+        );
     }
 }

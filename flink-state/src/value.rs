@@ -26,10 +26,19 @@ fn decode_at(s: &Serializer, r: &mut Reader, depth: usize) -> Result<Json> {
         Serializer::Boolean => Json::Bool(r.bool("boolean")?),
         Serializer::Float => Json::Float(f32::from_bits(r.u32("float")?) as f64),
         Serializer::Double => Json::Float(f64::from_bits(r.i64("double")? as u64)),
-        Serializer::Char => Json::Str(char::from_u32(r.u16("char")? as u32).unwrap_or('\u{fffd}').to_string()),
+        Serializer::Char => Json::Str(
+            char::from_u32(r.u16("char")? as u32)
+                .unwrap_or('\u{fffd}')
+                .to_string(),
+        ),
         Serializer::Bytes => {
             let n = r.count(1, "byte array")?;
-            Json::Str(r.bytes(n, "byte array")?.iter().map(|&b| b as char).collect())
+            Json::Str(
+                r.bytes(n, "byte array")?
+                    .iter()
+                    .map(|&b| b as char)
+                    .collect(),
+            )
         }
         Serializer::VoidNamespace => {
             r.u8("void namespace")?;
@@ -37,7 +46,10 @@ fn decode_at(s: &Serializer, r: &mut Reader, depth: usize) -> Result<Json> {
         }
         Serializer::TimeWindow => {
             let start = r.i64("window start")?;
-            Json::obj(vec![("start", Json::Int(start)), ("end", Json::Int(r.i64("window end")?))])
+            Json::obj(vec![
+                ("start", Json::Int(start)),
+                ("end", Json::Int(r.i64("window end")?)),
+            ])
         }
         Serializer::List(e) => {
             let n = r.count(1, "list length")?;
@@ -52,7 +64,11 @@ fn decode_at(s: &Serializer, r: &mut Reader, depth: usize) -> Result<Json> {
             let mut entries = Vec::with_capacity(n);
             for _ in 0..n {
                 let key = decode_at(k, r, depth + 1)?;
-                let val = if r.bool("map value null flag")? { Json::Null } else { decode_at(v, r, depth + 1)? };
+                let val = if r.bool("map value null flag")? {
+                    Json::Null
+                } else {
+                    decode_at(v, r, depth + 1)?
+                };
                 entries.push(Json::Arr(vec![key, val]));
             }
             Json::Arr(entries)
@@ -65,7 +81,11 @@ fn decode_at(s: &Serializer, r: &mut Reader, depth: usize) -> Result<Json> {
             let ts = r.i64("timer timestamp")? ^ i64::MIN;
             let k = decode_at(key, r, depth + 1)?;
             let ns = decode_at(namespace, r, depth + 1)?;
-            Json::obj(vec![("timestamp", Json::Int(ts)), ("key", k), ("namespace", ns)])
+            Json::obj(vec![
+                ("timestamp", Json::Int(ts)),
+                ("key", k),
+                ("namespace", ns),
+            ])
         }
         Serializer::Avro(schema) => schema.decode(r)?,
         Serializer::Tuple(fields) => {
@@ -84,13 +104,19 @@ fn decode_at(s: &Serializer, r: &mut Reader, depth: usize) -> Result<Json> {
             let n = r.count(1, "string data")?;
             let at = r.pos();
             let b = r.bytes(n, "string data")?;
-            Json::Str(String::from_utf8(b.to_vec()).map_err(|_| FlinkError::malformed("string data", at, "invalid UTF-8"))?)
+            Json::Str(
+                String::from_utf8(b.to_vec())
+                    .map_err(|_| FlinkError::malformed("string data", at, "invalid UTF-8"))?,
+            )
         }
         Serializer::TimestampData(p) => {
             let millis = r.i64("timestamp millis")?;
             if *p > 3 {
                 let nanos = r.i32("timestamp nanos")?;
-                Json::obj(vec![("millis", Json::Int(millis)), ("nano_of_milli", Json::Int(nanos as i64))])
+                Json::obj(vec![
+                    ("millis", Json::Int(millis)),
+                    ("nano_of_milli", Json::Int(nanos as i64)),
+                ])
             } else {
                 Json::Int(millis)
             }
@@ -100,22 +126,49 @@ fn decode_at(s: &Serializer, r: &mut Reader, depth: usize) -> Result<Json> {
                 decimal(r.i64("decimal")?, *scale as i64)
             } else {
                 let n = r.count(1, "decimal bytes")?;
-                Json::Str(format!("<unscaled 0x{}e-{scale}>", r.bytes(n, "decimal bytes")?.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+                Json::Str(format!(
+                    "<unscaled 0x{}e-{scale}>",
+                    r.bytes(n, "decimal bytes")?
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                ))
             }
         }
-        Serializer::Unknown(c) => return Err(FlinkError::Unsupported(format!("values of serializer {c}"))),
+        Serializer::Unknown(c) => {
+            return Err(FlinkError::Unsupported(format!("values of serializer {c}")))
+        }
     })
 }
 
 /// A TTL value as the tool prints it: the value and its last-access time.
 pub fn ttl(value: Json, timestamp: i64) -> Json {
-    Json::obj(vec![("value", value), ("ttl_timestamp", Json::Int(timestamp))])
+    Json::obj(vec![
+        ("value", value),
+        ("ttl_timestamp", Json::Int(timestamp)),
+    ])
 }
 
 fn shift(e: FlinkError, by: usize) -> FlinkError {
     match e {
-        FlinkError::Truncated { what, offset, needed } => FlinkError::Truncated { what, offset: offset + by, needed },
-        FlinkError::Malformed { what, offset, detail } => FlinkError::Malformed { what, offset: offset + by, detail },
+        FlinkError::Truncated {
+            what,
+            offset,
+            needed,
+        } => FlinkError::Truncated {
+            what,
+            offset: offset + by,
+            needed,
+        },
+        FlinkError::Malformed {
+            what,
+            offset,
+            detail,
+        } => FlinkError::Malformed {
+            what,
+            offset: offset + by,
+            detail,
+        },
         e => e,
     }
 }
@@ -127,13 +180,22 @@ const ROW_KINDS: [&str; 4] = ["+I", "-U", "+U", "-D"];
 pub fn row_data(types: &[SqlType], b: &[u8]) -> Result<Json> {
     let arity = types.len();
     let null_bytes = (arity + 63 + 8) / 64 * 8;
-    let kind = b.first().map(|&k| ROW_KINDS.get(k as usize).copied().unwrap_or("?")).unwrap_or("?");
+    let kind = b
+        .first()
+        .map(|&k| ROW_KINDS.get(k as usize).copied().unwrap_or("?"))
+        .unwrap_or("?");
     let mut out = vec![("_rowKind".to_string(), Json::str(kind))];
     for (i, t) in types.iter().enumerate() {
         let bit = i + 8;
-        let null = b.get(bit / 8).is_some_and(|byte| byte & (1 << (bit % 8)) != 0);
+        let null = b
+            .get(bit / 8)
+            .is_some_and(|byte| byte & (1 << (bit % 8)) != 0);
         let slot_at = null_bytes + i * 8;
-        let v = if null { Json::Null } else { row_field(t, b, slot_at)? };
+        let v = if null {
+            Json::Null
+        } else {
+            row_field(t, b, slot_at)?
+        };
         out.push((format!("f{i}"), v));
     }
     Ok(Json::Obj(out))
@@ -142,21 +204,35 @@ pub fn row_data(types: &[SqlType], b: &[u8]) -> Result<Json> {
 fn row_field(t: &SqlType, b: &[u8], at: usize) -> Result<Json> {
     let mut r = Reader::at(b, at);
     if r.remaining() < 8 || at > b.len() {
-        return Err(FlinkError::Truncated { what: "row field slot", offset: at, needed: 8 });
+        return Err(FlinkError::Truncated {
+            what: "row field slot",
+            offset: at,
+            needed: 8,
+        });
     }
     let slot = r.i64_le("row field")?;
     Ok(match t.root.as_str() {
-        "VARCHAR" | "CHAR" => Json::Str(String::from_utf8_lossy(var_bytes(b, at, slot)?).into_owned()),
-        "BINARY" | "VARBINARY" => Json::Str(var_bytes(b, at, slot)?.iter().map(|&c| c as char).collect()),
+        "VARCHAR" | "CHAR" => {
+            Json::Str(String::from_utf8_lossy(var_bytes(b, at, slot)?).into_owned())
+        }
+        "BINARY" | "VARBINARY" => {
+            Json::Str(var_bytes(b, at, slot)?.iter().map(|&c| c as char).collect())
+        }
         "BOOLEAN" => Json::Bool(slot & 0xff != 0),
         "TINYINT" => Json::Int(slot as i8 as i64),
         "SMALLINT" => Json::Int(slot as i16 as i64),
-        "INTEGER" | "DATE" | "TIME_WITHOUT_TIME_ZONE" | "INTERVAL_YEAR_MONTH" => Json::Int(slot as i32 as i64),
+        "INTEGER" | "DATE" | "TIME_WITHOUT_TIME_ZONE" | "INTERVAL_YEAR_MONTH" => {
+            Json::Int(slot as i32 as i64)
+        }
         "FLOAT" => Json::Float(f32::from_bits(slot as u32) as f64),
         "DOUBLE" => Json::Float(f64::from_bits(slot as u64)),
         "BIGINT" | "INTERVAL_DAY_TIME" => Json::Int(slot),
         // Compact timestamps (precision <= 3) are epoch millis in the slot.
-        "TIMESTAMP_WITHOUT_TIME_ZONE" | "TIMESTAMP_WITH_LOCAL_TIME_ZONE" if t.precision.unwrap_or(3) <= 3 => Json::Int(slot),
+        "TIMESTAMP_WITHOUT_TIME_ZONE" | "TIMESTAMP_WITH_LOCAL_TIME_ZONE"
+            if t.precision.unwrap_or(3) <= 3 =>
+        {
+            Json::Int(slot)
+        }
         "DECIMAL" if t.precision.unwrap_or(19) <= 18 => decimal(slot, t.scale.unwrap_or(0)),
         other => Json::str(format!("<unsupported SQL type {other}>")),
     })
@@ -170,7 +246,10 @@ fn decimal(unscaled: i64, scale: i64) -> Json {
     let scale = scale as usize;
     let padded = format!("{s:0>width$}", width = scale + 1);
     let (int, frac) = padded.split_at(padded.len() - scale);
-    Json::Str(format!("{}{int}.{frac}", if unscaled < 0 { "-" } else { "" }))
+    Json::Str(format!(
+        "{}{int}.{frac}",
+        if unscaled < 0 { "-" } else { "" }
+    ))
 }
 
 /// A variable-length field: inline in the slot when bit 63 is set (length
@@ -186,5 +265,7 @@ fn var_bytes(b: &[u8], at: usize, slot: i64) -> Result<&[u8]> {
         .checked_add(len)
         .filter(|_| len <= 8 || slot & (1 << 63) == 0)
         .and_then(|e| b.get(start..e))
-        .ok_or_else(|| FlinkError::malformed("row variable field", at, format!("{len} bytes at {start}")))
+        .ok_or_else(|| {
+            FlinkError::malformed("row variable field", at, format!("{len} bytes at {start}"))
+        })
 }

@@ -43,21 +43,33 @@ pub fn verify(storage: &dyn Storage, base: &str, lsm: Option<&dyn LsmScanner>) -
     let snap = match FlinkSnapshot::open(storage, base) {
         Ok(s) => s,
         Err(e) => {
-            report.problems.push(Problem { file: meta_path, message: e.to_string() });
+            report.problems.push(Problem {
+                file: meta_path,
+                message: e.to_string(),
+            });
             return report;
         }
     };
     report.files_checked += 1;
     if let Err(m) = check_trailer(storage, &meta_path, &snap.metadata) {
-        report.problems.push(Problem { file: meta_path.clone(), message: m });
+        report.problems.push(Problem {
+            file: meta_path.clone(),
+            message: m,
+        });
     }
     check_sizes(&snap, &mut report);
-    let opts = DumpOptions { lsm, check_key_groups: true, ..Default::default() };
+    let opts = DumpOptions {
+        lsm,
+        check_key_groups: true,
+        ..Default::default()
+    };
     for op in &snap.metadata.operators {
         match snap.dump(op, &opts, &mut |_| Ok(())) {
             Ok(r) => {
                 report.entries += r.entries;
-                report.warnings.extend(r.errors.iter().map(|e| e.to_string()));
+                report
+                    .warnings
+                    .extend(r.errors.iter().map(|e| e.to_string()));
             }
             Err(e) => report.problems.push(problem_of(e, &op.label())),
         }
@@ -67,9 +79,18 @@ pub fn verify(storage: &dyn Storage, base: &str, lsm: Option<&dyn LsmScanner>) -
 
 fn problem_of(e: FlinkError, operator: &str) -> Problem {
     match e {
-        FlinkError::File { file, source } => Problem { file, message: format!("operator {operator}: {source}") },
-        FlinkError::Io { path, source } => Problem { file: path, message: source.to_string() },
-        e => Problem { file: String::new(), message: format!("operator {operator}: {e}") },
+        FlinkError::File { file, source } => Problem {
+            file,
+            message: format!("operator {operator}: {source}"),
+        },
+        FlinkError::Io { path, source } => Problem {
+            file: path,
+            message: source.to_string(),
+        },
+        e => Problem {
+            file: String::new(),
+            message: format!("operator {operator}: {e}"),
+        },
     }
 }
 
@@ -84,7 +105,10 @@ fn check_trailer(storage: &dyn Storage, path: &str, meta: &Metadata) -> Result<(
     let mut r = Reader::new(trailer);
     read_object_stream(&mut r).map_err(|e| format!("checkpoint properties trailer: {e}"))?;
     if !r.is_empty() {
-        return Err(format!("{} bytes after the checkpoint properties", r.remaining()));
+        return Err(format!(
+            "{} bytes after the checkpoint properties",
+            r.remaining()
+        ));
     }
     Ok(())
 }
@@ -97,19 +121,30 @@ fn check_sizes(snap: &FlinkSnapshot, report: &mut VerifyReport) {
             for h in [&sub.managed_keyed, &sub.raw_keyed].into_iter().flatten() {
                 streams.extend(h.streams().into_iter().map(|(_, s)| s));
             }
-            for h in [&sub.managed_operator, &sub.raw_operator].into_iter().flatten() {
+            for h in [&sub.managed_operator, &sub.raw_operator]
+                .into_iter()
+                .flatten()
+            {
                 streams.push(&h.delegate);
             }
             for s in streams {
-                let Some(path) = resolve(&snap.base, s) else { continue };
+                let Some(path) = resolve(&snap.base, s) else {
+                    continue;
+                };
                 if !seen.insert(path.clone()) {
                     continue;
                 }
                 report.files_checked += 1;
                 match snap.storage.size(&path) {
-                    Ok(n) if n != s.size() => report.problems.push(Problem { file: path, message: format!("{n} bytes, _metadata says {}", s.size()) }),
+                    Ok(n) if n != s.size() => report.problems.push(Problem {
+                        file: path,
+                        message: format!("{n} bytes, _metadata says {}", s.size()),
+                    }),
                     Ok(_) => {}
-                    Err(e) => report.problems.push(Problem { file: path, message: format!("unreadable: {e}") }),
+                    Err(e) => report.problems.push(Problem {
+                        file: path,
+                        message: format!("unreadable: {e}"),
+                    }),
                 }
             }
         }

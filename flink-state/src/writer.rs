@@ -8,9 +8,12 @@ use crate::metadata::MAGIC;
 use std::io::Write;
 use std::path::Path;
 
-pub const STRING: &str = "org.apache.flink.api.common.typeutils.base.StringSerializer$StringSerializerSnapshot";
-pub const LONG: &str = "org.apache.flink.api.common.typeutils.base.LongSerializer$LongSerializerSnapshot";
-pub const VOID: &str = "org.apache.flink.runtime.state.VoidNamespaceSerializer$VoidNamespaceSerializerSnapshot";
+pub const STRING: &str =
+    "org.apache.flink.api.common.typeutils.base.StringSerializer$StringSerializerSnapshot";
+pub const LONG: &str =
+    "org.apache.flink.api.common.typeutils.base.LongSerializer$LongSerializerSnapshot";
+pub const VOID: &str =
+    "org.apache.flink.runtime.state.VoidNamespaceSerializer$VoidNamespaceSerializerSnapshot";
 pub const LIST: &str = "org.apache.flink.api.common.typeutils.base.ListSerializerSnapshot";
 pub const MAP: &str = "org.apache.flink.api.common.typeutils.base.MapSerializerSnapshot";
 pub const TTL: &str = "org.apache.flink.runtime.state.ttl.TtlStateFactory$TtlSerializerSnapshot";
@@ -31,7 +34,13 @@ pub struct SyntheticSpec {
 
 impl Default for SyntheticSpec {
     fn default() -> Self {
-        SyntheticSpec { uid: "synthetic".into(), keys: 1000, max_parallelism: 128, compressed: false, kryo_state: false }
+        SyntheticSpec {
+            uid: "synthetic".into(),
+            keys: 1000,
+            max_parallelism: 128,
+            compressed: false,
+            kryo_state: false,
+        }
     }
 }
 
@@ -92,7 +101,13 @@ impl Out {
     }
 }
 
-fn state(o: &mut Out, name: &str, backend_type: i32, kind: Option<&str>, value: impl FnOnce(&mut Out)) {
+fn state(
+    o: &mut Out,
+    name: &str,
+    backend_type: i32,
+    kind: Option<&str>,
+    value: impl FnOnce(&mut Out),
+) {
     o.utf(name);
     o.i32(backend_type);
     match kind {
@@ -136,10 +151,18 @@ fn header(spec: &SyntheticSpec) -> Vec<u8> {
         });
     }
     state(&mut o, "count", 0, Some("VALUE"), |o| o.snap(LONG, |_| {}));
-    state(&mut o, "title", 0, Some("VALUE"), |o| o.composite(TTL, &[LONG, STRING]));
-    state(&mut o, "events", 0, Some("LIST"), |o| o.composite(LIST, &[LONG]));
-    state(&mut o, "attrs", 0, Some("MAP"), |o| o.composite(MAP, &[LONG, STRING]));
-    state(&mut o, "_timer_state/event_user-timers", 3, None, |o| o.composite(TIMER, &[STRING, VOID]));
+    state(&mut o, "title", 0, Some("VALUE"), |o| {
+        o.composite(TTL, &[LONG, STRING])
+    });
+    state(&mut o, "events", 0, Some("LIST"), |o| {
+        o.composite(LIST, &[LONG])
+    });
+    state(&mut o, "attrs", 0, Some("MAP"), |o| {
+        o.composite(MAP, &[LONG, STRING])
+    });
+    state(&mut o, "_timer_state/event_user-timers", 3, None, |o| {
+        o.composite(TIMER, &[STRING, VOID])
+    });
     o.0
 }
 
@@ -171,7 +194,11 @@ fn entries_of(spec: &SyntheticSpec, i: u64, key: &str, kg: i32) -> Vec<(u16, Vec
     }
     // With the Kryo state first, every other state id moves up by one.
     let s = spec.kryo_state as u16;
-    let mut v = vec![(s, composite(&[]), (i as i64).to_be_bytes().to_vec()), (1 + s, composite(&[]), title.0), (2 + s, composite(&[]), list)];
+    let mut v = vec![
+        (s, composite(&[]), (i as i64).to_be_bytes().to_vec()),
+        (1 + s, composite(&[]), title.0),
+        (2 + s, composite(&[]), list),
+    ];
     for m in 0..2i64 {
         let mut val = Out(vec![0]);
         val.sv(&format!("attr-{m}"));
@@ -243,7 +270,10 @@ pub fn write_canonical_savepoint(dir: &Path, spec: &SyntheticSpec) -> std::io::R
         if keys.is_empty() {
             continue;
         }
-        let entries = keys.iter().flat_map(|&i| entries_of(spec, i, &format!("key-{i:08}"), kg as i32)).collect();
+        let entries = keys
+            .iter()
+            .flat_map(|&i| entries_of(spec, i, &format!("key-{i:08}"), kg as i32))
+            .collect();
         let mut block = key_group_block(entries);
         if spec.compressed {
             block = compress(&block);

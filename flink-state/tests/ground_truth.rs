@@ -34,7 +34,10 @@ fn b_heap_written_canonical_with_evolved_schema() {
 fn b_heap_checkpoint() {
     let (job, chk) = checkpoint_dir("B-evolved-hashmap-all");
     let lines = dump_all(&job, &chk, None);
-    assert_matches_ground_truth(&lines, &fixtures().join("B-evolved-hashmap-all/gt-checkpoint.jsonl"));
+    assert_matches_ground_truth(
+        &lines,
+        &fixtures().join("B-evolved-hashmap-all/gt-checkpoint.jsonl"),
+    );
 }
 
 /// The SQL interval join: every input row of the fixture is in the join's
@@ -42,8 +45,14 @@ fn b_heap_checkpoint() {
 #[test]
 fn c_sql_interval_join_holds_every_input_row() {
     let dir = savepoint_dir("C-sql-interval-join", "savepoint-canonical");
-    let lines: Vec<serde_json::Value> = dump_all(&dir, "", None).iter().map(|j| serde_json::from_str(&j.to_line()).unwrap()).collect();
-    let expected = std::fs::read_to_string(fixtures().join("C-sql-interval-join/expected-state-from-inputs.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = dump_all(&dir, "", None)
+        .iter()
+        .map(|j| serde_json::from_str(&j.to_line()).unwrap())
+        .collect();
+    let expected = std::fs::read_to_string(
+        fixtures().join("C-sql-interval-join/expected-state-from-inputs.jsonl"),
+    )
+    .unwrap();
     let mut found = 0;
     for line in expected.lines() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();

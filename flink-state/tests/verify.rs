@@ -30,7 +30,13 @@ const KEYED_FILE: &str = "4198412c-6569-4bea-bc70-7bda4e08a4f1";
 
 #[test]
 fn every_canonical_fixture_and_the_heap_checkpoint_verify_clean() {
-    for f in ["A-p1", "A-p1-noinline", "A-p2", "B-evolved-hashmap-all", "C-sql-interval-join"] {
+    for f in [
+        "A-p1",
+        "A-p1-noinline",
+        "A-p2",
+        "B-evolved-hashmap-all",
+        "C-sql-interval-join",
+    ] {
         let dir = savepoint_dir(f, "savepoint-canonical");
         let r = verify(&DirStorage::new(&dir), "", None);
         assert!(r.problems.is_empty(), "{f}: {:?}", r.problems);
@@ -44,7 +50,10 @@ fn every_canonical_fixture_and_the_heap_checkpoint_verify_clean() {
 #[test]
 fn flipped_byte_in_a_keyed_state_file_is_found_and_named() {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&savepoint_dir("A-p1-noinline", "savepoint-canonical"), tmp.path());
+    copy_dir(
+        &savepoint_dir("A-p1-noinline", "savepoint-canonical"),
+        tmp.path(),
+    );
     // The length of the first key of key group 1 (header ends at 2834).
     flip(&tmp.path().join(KEYED_FILE), 2834 + 2 + 3);
     let r = verify(&DirStorage::new(tmp.path()), "", None);
@@ -66,7 +75,13 @@ fn flipped_byte_in_metadata_is_found_and_named() {
         flip(&dir.join("_metadata"), pos);
         let r = verify(&DirStorage::new(&dir), "", None);
         assert!(!r.problems.is_empty(), "flip at {pos} unseen");
-        assert!(r.problems.iter().any(|p| p.file == "_metadata" || p.file == KEYED_FILE), "{:?}", r.problems);
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.file == "_metadata" || p.file == KEYED_FILE),
+            "{:?}",
+            r.problems
+        );
     }
 }
 
@@ -84,7 +99,10 @@ fn detection_rate_of_single_byte_flips() {
             copy_dir(&src, tmp.path());
             flip(&tmp.path().join(file), at);
             total += 1;
-            if !verify(&DirStorage::new(tmp.path()), "", None).problems.is_empty() {
+            if !verify(&DirStorage::new(tmp.path()), "", None)
+                .problems
+                .is_empty()
+            {
                 seen += 1;
             }
         }
