@@ -15,6 +15,7 @@ pub mod entry;
 pub mod error;
 pub mod fuzzing;
 pub mod header;
+pub mod inspect;
 pub mod javaser;
 pub mod json;
 pub mod keygroup;

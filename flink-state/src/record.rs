@@ -120,8 +120,8 @@ impl LineBuilder {
         }
     }
 
-    /// Feeds one entry; returns the lines it completes.
-    pub fn push(&mut self, state: &StateMeta, d: Decoded, out: &mut Vec<Json>) {
+    /// Feeds one entry; appends the (state, line) pairs it completes.
+    pub fn push(&mut self, state: &StateMeta, d: Decoded, out: &mut Vec<(String, Json)>) {
         match d {
             Decoded::Timer {
                 key,
@@ -129,13 +129,8 @@ impl LineBuilder {
                 timestamp,
             } => {
                 self.flush(out);
-                out.push(timer_line(
-                    &self.operator,
-                    &state.name,
-                    key,
-                    namespace,
-                    timestamp,
-                ));
+                let line = timer_line(&self.operator, &state.name, key, namespace, timestamp);
+                out.push((state.name.clone(), line));
             }
             Decoded::Keyed {
                 key,
@@ -168,30 +163,18 @@ impl LineBuilder {
                 ttl,
             } => {
                 self.flush(out);
-                out.push(keyed_line(
-                    &self.operator,
-                    &state.name,
-                    key,
-                    namespace,
-                    value,
-                    ttl,
-                ));
+                let line = keyed_line(&self.operator, &state.name, key, namespace, value, ttl);
+                out.push((state.name.clone(), line));
             }
         }
     }
 
-    pub fn flush(&mut self, out: &mut Vec<Json>) {
+    pub fn flush(&mut self, out: &mut Vec<(String, Json)>) {
         if let Some(mut p) = self.pending.take() {
             p.entries.sort_by(|a, b| a.0.total_cmp(&b.0));
             let (value, ttl) = map_value(p.entries);
-            out.push(keyed_line(
-                &self.operator,
-                &p.state,
-                p.key,
-                p.namespace,
-                value,
-                ttl,
-            ));
+            let line = keyed_line(&self.operator, &p.state, p.key, p.namespace, value, ttl);
+            out.push((p.state, line));
         }
     }
 }

@@ -367,24 +367,14 @@ impl<'s> FlinkSnapshot<'s> {
             }
             ctx.check_key_group(&d, kg)?;
             builder.push(state, d, &mut out);
-            for line in out.drain(..) {
-                ctx.emit(&state.name, Some(kg), line)?;
+            for (name, line) in out.drain(..) {
+                ctx.emit(&name, Some(kg), line)?;
             }
             Ok(())
         })?;
         builder.flush(&mut out);
-        for line in out {
-            let s = line
-                .get("state")
-                .and_then(|s| {
-                    if let Json::Str(s) = s {
-                        Some(s.clone())
-                    } else {
-                        None
-                    }
-                })
-                .unwrap_or_default();
-            ctx.emit(&s, Some(kg), line)?;
+        for (name, line) in out {
+            ctx.emit(&name, Some(kg), line)?;
         }
         Ok(())
     }
@@ -469,14 +459,14 @@ impl<'s> FlinkSnapshot<'s> {
                     .map_err(|e| e.in_file(&format!("column family {}", state.name)))?;
                 ctx.check_key_group(&d, kg as i32)?;
                 builder.push(state, d, &mut out);
-                for line in out.drain(..) {
-                    ctx.emit(&state.name, Some(kg as i32), line)?;
+                for (name, line) in out.drain(..) {
+                    ctx.emit(&name, Some(kg as i32), line)?;
                 }
                 Ok(())
             })?;
             builder.flush(&mut out);
-            for line in out {
-                ctx.emit(&state.name, None, line)?;
+            for (name, line) in out {
+                ctx.emit(&name, None, line)?;
             }
         }
         Ok(())
