@@ -172,6 +172,102 @@ impl AvroSchema {
     }
 }
 
+/// Avro binary encoding (the standard one), for transcoding.
+pub fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+impl AvroSchema {
+    /// Rewrites one value from Flink's encoding into standard Avro binary
+    /// under the same schema (what Avro tools and this toolkit read).
+    pub fn transcode(&self, r: &mut Reader, out: &mut Vec<u8>) -> Result<()> {
+        self.transcode_at(self.root, r, out, 0)
+    }
+
+    fn transcode_at(
+        &self,
+        t: usize,
+        r: &mut Reader,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(FlinkError::malformed(
+                "avro value",
+                r.pos(),
+                "nested too deep",
+            ));
+        }
+        match self.ty(t)? {
+            AvroType::Null => {}
+            AvroType::Boolean => out.push(r.bool("avro boolean")? as u8),
+            AvroType::Int => put_long(out, r.i32("avro int")? as i64),
+            AvroType::Long => put_long(out, r.i64("avro long")?),
+            AvroType::Float => out.extend(f32::from_bits(r.u32("avro float")?).to_le_bytes()),
+            AvroType::Double => {
+                out.extend(f64::from_bits(r.i64("avro double")? as u64).to_le_bytes())
+            }
+            AvroType::String | AvroType::Bytes => {
+                let n = r.count(1, "avro bytes")?;
+                put_long(out, n as i64);
+                out.extend_from_slice(r.bytes(n, "avro bytes")?);
+            }
+            AvroType::Fixed { size, .. } => out.extend_from_slice(r.bytes(*size, "avro fixed")?),
+            AvroType::Enum { .. } => put_long(out, r.i32("avro enum index")? as i64),
+            AvroType::Record { fields, .. } => {
+                for (_, ft) in fields {
+                    self.transcode_at(*ft, r, out, depth + 1)?;
+                }
+            }
+            AvroType::Array(item) => {
+                self.transcode_blocks(r, out, |r, out| self.transcode_at(*item, r, out, depth + 1))?
+            }
+            AvroType::Map(vt) => self.transcode_blocks(r, out, |r, out| {
+                let n = r.count(1, "avro map key")?;
+                put_long(out, n as i64);
+                out.extend_from_slice(r.bytes(n, "avro map key")?);
+                self.transcode_at(*vt, r, out, depth + 1)
+            })?,
+            AvroType::Union(branches) => {
+                let at = r.pos();
+                let i = r.i32("avro union index")?;
+                let b = usize::try_from(i).ok().and_then(|i| branches.get(i));
+                let b = *b.ok_or_else(|| {
+                    FlinkError::malformed("avro union", at, format!("branch {i}"))
+                })?;
+                put_long(out, i as i64);
+                self.transcode_at(b, r, out, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn transcode_blocks(
+        &self,
+        r: &mut Reader,
+        out: &mut Vec<u8>,
+        mut item: impl FnMut(&mut Reader, &mut Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            let at = r.pos();
+            let n = r.varint("avro block count")? as usize;
+            put_long(out, n as i64);
+            if n == 0 {
+                return Ok(());
+            }
+            r.check_count(n as i64, 1, at, "avro block count")?;
+            for _ in 0..n {
+                item(r, out)?;
+            }
+        }
+    }
+}
+
 fn type_name(t: &AvroType) -> String {
     match t {
         AvroType::Null => "null".into(),

@@ -36,6 +36,11 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
+    /// The bytes read since `start`.
+    pub fn rest_before(&self, start: usize) -> &'a [u8] {
+        self.buf.get(start.min(self.pos)..self.pos).unwrap_or(&[])
+    }
+
     pub fn rest(&self) -> &'a [u8] {
         self.buf.get(self.pos..).unwrap_or(&[])
     }

@@ -11,6 +11,7 @@
 
 pub mod avro;
 pub mod bytes;
+pub mod convert;
 pub mod entry;
 pub mod error;
 pub mod fuzzing;

@@ -232,26 +232,26 @@ impl<'s> FlinkSnapshot<'s> {
         Ok(())
     }
 
-    fn dump_key_groups(
+    /// The header, layout (heap or not) and key-group blocks of a
+    /// key-groups stream; None when no key group has data.
+    fn key_group_stream(
         &self,
         range: KeyGroupRange,
         offsets: &[i64],
         delegate: &StreamHandle,
         savepoint: bool,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
+    ) -> Result<Option<(KeyedHeader, bool, Vec<(i32, u64, u64)>)>> {
         let label = file_label(&self.base, delegate);
-        let wrap = |e: FlinkError| e.in_file(&label);
         let size = match delegate {
             StreamHandle::Inline { data, .. } => data.len() as u64,
             _ => self
                 .storage
                 .size(&resolve(&self.base, delegate).unwrap_or_default())
-                .map_err(wrap)?,
+                .map_err(|e| e.in_file(&label))?,
         };
         let blocks = keygroup::blocks(range.start, offsets, size);
         if blocks.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let header = self.header_of(&KeyedHandle::KeyGroups {
             range,
@@ -260,33 +260,110 @@ impl<'s> FlinkSnapshot<'s> {
             savepoint,
         })?;
         let heap = !savepoint && self.is_heap(range, offsets, delegate, &blocks)?;
-        let decoders = self.decoders(&header, ctx);
-        for window in windows(&blocks) {
+        Ok(Some((header, heap, blocks)))
+    }
+
+    /// Reads the blocks in windows of about READ_WINDOW bytes and hands
+    /// each key group's bytes to `f`; errors name the file and key group.
+    fn for_each_block(
+        &self,
+        delegate: &StreamHandle,
+        blocks: &[(i32, u64, u64)],
+        f: &mut dyn FnMut(i32, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let label = file_label(&self.base, delegate);
+        for window in windows(blocks) {
             let (Some(first), Some(last)) = (window.first(), window.last()) else {
                 continue;
             };
-            let bytes =
-                stream_range(self.storage, &self.base, delegate, first.1, last.2).map_err(wrap)?;
+            let bytes = stream_range(self.storage, &self.base, delegate, first.1, last.2)
+                .map_err(|e| e.in_file(&label))?;
             for &(kg, start, end) in window {
                 let block = bytes
                     .get((start - first.1) as usize..(end - first.1) as usize)
                     .unwrap_or(&[]);
-                let r = if heap {
-                    self.heap_block(&header, kg, block, ctx)
-                } else {
-                    self.canonical_block(&header, &decoders, kg, block, ctx)
-                };
-                r.map_err(|e| match e {
+                f(kg, block).map_err(|e| match e {
                     FlinkError::Malformed { .. } | FlinkError::Truncated { .. } => {
-                        FlinkError::malformed(
-                            "key group",
-                            start as usize,
-                            format!("key group {kg}: {e}"),
-                        )
-                        .in_file(&label)
+                        let detail = format!("key group {kg}: {e}");
+                        FlinkError::malformed("key group", start as usize, detail).in_file(&label)
                     }
                     e => e.in_file(&label),
                 })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn dump_key_groups(
+        &self,
+        range: KeyGroupRange,
+        offsets: &[i64],
+        delegate: &StreamHandle,
+        savepoint: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some((header, heap, blocks)) =
+            self.key_group_stream(range, offsets, delegate, savepoint)?
+        else {
+            return Ok(());
+        };
+        let decoders = self.decoders(&header, ctx);
+        self.for_each_block(delegate, &blocks, &mut |kg, block| {
+            if heap {
+                self.heap_block(&header, kg, block, ctx)
+            } else {
+                self.canonical_block(&header, &decoders, kg, block, ctx)
+            }
+        })
+    }
+
+    /// Every entry of an operator's keyed state in RocksDB layout (raw
+    /// composite key and value), state by state as stored: for `convert`.
+    /// Heap-layout checkpoints hold whole values instead and are refused.
+    pub fn scan_raw(
+        &self,
+        op: &OperatorState,
+        lsm: Option<&dyn LsmScanner>,
+        f: &mut dyn FnMut(&KeyedHeader, usize, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        for sub in &op.subtasks {
+            match &sub.managed_keyed {
+                Some(KeyedHandle::KeyGroups {
+                    range,
+                    offsets,
+                    delegate,
+                    savepoint,
+                }) => {
+                    let Some((header, heap, blocks)) =
+                        self.key_group_stream(*range, offsets, delegate, *savepoint)?
+                    else {
+                        continue;
+                    };
+                    if heap {
+                        return Err(FlinkError::Unsupported(
+                            "converting a heap-backend checkpoint (take a savepoint)".into(),
+                        ));
+                    }
+                    self.for_each_block(delegate, &blocks, &mut |_, block| {
+                        let data = if header.compressed {
+                            std::borrow::Cow::Owned(keygroup::decompress(block)?)
+                        } else {
+                            std::borrow::Cow::Borrowed(block)
+                        };
+                        keygroup::for_each_entry(&data, |id, k, v| f(&header, id as usize, k, v))
+                    })?;
+                }
+                Some(h @ KeyedHandle::Incremental { .. }) => {
+                    let lsm = lsm.ok_or_else(|| {
+                        FlinkError::Unsupported("native snapshot without a RocksDB reader".into())
+                    })?;
+                    let header = self.header_of(h)?;
+                    let dir = self.restore_files(h)?;
+                    for (i, state) in header.states.iter().enumerate() {
+                        lsm.scan(dir.path(), &state.name, &mut |k, v| f(&header, i, k, v))?;
+                    }
+                }
+                None => {}
             }
         }
         Ok(())
@@ -424,30 +501,11 @@ impl<'s> FlinkSnapshot<'s> {
     }
 
     fn dump_native(&self, h: &KeyedHandle, ctx: &mut Ctx) -> Result<()> {
-        let KeyedHandle::Incremental {
-            shared, private, ..
-        } = h
-        else {
-            return Ok(());
-        };
         let Some(lsm) = ctx.opts.lsm else {
             return Err(FlinkError::Unsupported("native savepoints and incremental checkpoints need a RocksDB reader (use the savepoint command)".into()));
         };
         let header = self.header_of(h)?;
-        let dir = tempfile::tempdir().map_err(|e| FlinkError::Io {
-            path: "temporary folder".into(),
-            source: e,
-        })?;
-        for (name, sh) in shared.iter().chain(private) {
-            let label = file_label(&self.base, sh);
-            let bytes =
-                stream_bytes(self.storage, &self.base, sh).map_err(|e| e.in_file(&label))?;
-            let local = dir.path().join(name.rsplit('/').next().unwrap_or(name));
-            std::fs::write(&local, &bytes).map_err(|e| FlinkError::Io {
-                path: local.display().to_string(),
-                source: e,
-            })?;
-        }
+        let dir = self.restore_files(h)?;
         let decoders = self.decoders(&header, ctx);
         for (state, dec) in header.states.iter().zip(&decoders) {
             let Some(dec) = dec else { continue };
@@ -470,6 +528,34 @@ impl<'s> FlinkSnapshot<'s> {
             }
         }
         Ok(())
+    }
+}
+
+impl FlinkSnapshot<'_> {
+    /// Writes a native handle's RocksDB files under their Flink names into
+    /// a temporary folder, for the LSM reader.
+    fn restore_files(&self, h: &KeyedHandle) -> Result<tempfile::TempDir> {
+        let KeyedHandle::Incremental {
+            shared, private, ..
+        } = h
+        else {
+            return Err(FlinkError::Unsupported("not a native handle".into()));
+        };
+        let dir = tempfile::tempdir().map_err(|e| FlinkError::Io {
+            path: "temporary folder".into(),
+            source: e,
+        })?;
+        for (name, sh) in shared.iter().chain(private) {
+            let label = file_label(&self.base, sh);
+            let bytes =
+                stream_bytes(self.storage, &self.base, sh).map_err(|e| e.in_file(&label))?;
+            let local = dir.path().join(name.rsplit('/').next().unwrap_or(name));
+            std::fs::write(&local, &bytes).map_err(|e| FlinkError::Io {
+                path: local.display().to_string(),
+                source: e,
+            })?;
+        }
+        Ok(dir)
     }
 }
 
