@@ -21,6 +21,13 @@ use std::collections::BTreeMap;
 /// group is read alone): the memory bound of a dump.
 const READ_WINDOW: u64 = 4 << 20;
 
+/// (key group, start, end) of each key group's bytes in a stream.
+type Blocks = Vec<(i32, u64, u64)>;
+/// A key-groups stream's header, whether it is in the heap layout, its blocks.
+type KeyGroupStream = (KeyedHeader, bool, Blocks);
+/// Receives (header, state index, composite key, value) from `scan_raw`.
+pub type RawSink<'a> = dyn FnMut(&KeyedHeader, usize, &[u8], &[u8]) -> Result<()> + 'a;
+
 pub struct FlinkSnapshot<'s> {
     pub storage: &'s dyn Storage,
     /// The snapshot's folder inside the storage ("" for its root).
@@ -240,7 +247,7 @@ impl<'s> FlinkSnapshot<'s> {
         offsets: &[i64],
         delegate: &StreamHandle,
         savepoint: bool,
-    ) -> Result<Option<(KeyedHeader, bool, Vec<(i32, u64, u64)>)>> {
+    ) -> Result<Option<KeyGroupStream>> {
         let label = file_label(&self.base, delegate);
         let size = match delegate {
             StreamHandle::Inline { data, .. } => data.len() as u64,
@@ -324,7 +331,7 @@ impl<'s> FlinkSnapshot<'s> {
         &self,
         op: &OperatorState,
         lsm: Option<&dyn LsmScanner>,
-        f: &mut dyn FnMut(&KeyedHeader, usize, &[u8], &[u8]) -> Result<()>,
+        f: &mut RawSink,
     ) -> Result<()> {
         for sub in &op.subtasks {
             match &sub.managed_keyed {
