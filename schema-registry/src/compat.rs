@@ -74,7 +74,7 @@ enum Memo {
     Done(bool, Vec<Incompatibility>),
 }
 
-pub(crate) struct Checker<'a> {
+struct Checker<'a> {
     r: &'a Tree,
     w: &'a Tree,
     memo: HashMap<(NodeId, NodeId), Memo>,
@@ -93,20 +93,6 @@ fn merge(a: &mut Outcome, b: Outcome) {
 }
 
 impl<'a> Checker<'a> {
-    pub(crate) fn new(r: &'a Tree, w: &'a Tree) -> Self {
-        Checker {
-            r,
-            w,
-            memo: HashMap::new(),
-            location: Vec::new(),
-        }
-    }
-
-    /// True when reader node `r` can read writer node `w`.
-    pub(crate) fn compatible(&mut self, r: NodeId, w: NodeId) -> bool {
-        self.get(r, w).0
-    }
-
     fn incompatible(&self, kind: IncompatibilityKind, message: String) -> Outcome {
         let path = if self.location.is_empty() {
             "/".to_string()
@@ -282,6 +268,16 @@ impl<'a> Checker<'a> {
         out
     }
 
+    fn has_enum_default(&self, r: NodeId) -> bool {
+        matches!(
+            &self.r.node(r).kind,
+            Kind::Enum {
+                default: Some(_),
+                ..
+            }
+        )
+    }
+
     fn check_fields(&mut self, r: NodeId, w: NodeId) -> Outcome {
         let (Kind::Record { fields: rf, .. }, Kind::Record { fields: wf, .. }) =
             (&self.r.node(r).kind, &self.w.node(w).kind)
@@ -293,6 +289,14 @@ impl<'a> Checker<'a> {
         for (pos, f) in rf.iter().enumerate() {
             self.location.push(pos.to_string());
             match lookup_writer_field(wf, &f.name, &f.aliases) {
+                // Java's special case: a reader enum field without a field
+                // default but with an enum default is checked against the
+                // writer *record* itself (so it reports TYPE_MISMATCH at
+                // `/fields/N/type` rather than a missing default).
+                None if f.default.is_none() && self.has_enum_default(f.schema) => {
+                    let o = self.get_at("type", f.schema, w);
+                    merge(&mut out, o);
+                }
                 None if f.default.is_none() => {
                     merge(
                         &mut out,

@@ -11,6 +11,12 @@ pub enum SchemaError {
     Invalid { path: String, reason: String },
     #[error("invalid default at {path}: {reason}")]
     InvalidDefault { path: String, reason: String },
+    #[error("referenced schema {subject:?} version {version}: {reason}")]
+    Reference {
+        subject: String,
+        version: u32,
+        reason: String,
+    },
     #[error("schema rejected by apache-avro: {0}")]
     Avro(String),
 }
@@ -69,6 +75,12 @@ pub enum DecodeError {
     },
     #[error("data nests deeper than {limit} levels at byte {offset}")]
     TooDeep { offset: usize, limit: usize },
+    #[error("datum at byte {offset} cannot be resolved at {path} of the reader schema: {reason}")]
+    Unresolvable {
+        offset: usize,
+        path: String,
+        reason: String,
+    },
     #[error("no decoding plan for the schema: {reason}")]
     NoPlan { reason: String },
     #[error("invalid {logical} value at byte {offset}: {reason}")]

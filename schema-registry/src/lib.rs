@@ -22,9 +22,9 @@ pub use encode::encode_value;
 pub use error::{DecodeError, EncodeError, ResolveError, SchemaError};
 pub use json::value_to_json;
 pub use registry::{
-    open_registry, CompatIssue, CompatibilityLevel, FolderStorage, MemoryStorage, Registered,
-    Registry, RegistryError, RemoteRegistry, Role, SchemaRegistry, Storage, StorageError,
-    SubjectVersion, VersionSelector,
+    open_registry, parse_with_references, CompatIssue, CompatibilityLevel, FolderStorage,
+    MemoryStorage, Registered, Registry, RegistryError, RemoteRegistry, Role, SchemaRegistry,
+    Storage, StorageError, SubjectVersion, VersionSelector,
 };
 pub use resolve::{decode_value, Resolver};
-pub use schema::AvroSchema;
+pub use schema::{AvroSchema, SchemaReference};

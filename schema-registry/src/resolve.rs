@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use apache_avro::types::Value;
 
-use crate::compat::{check_compatibility, lookup_writer_field, names_match, Checker};
+use crate::compat::check_compatibility;
 use crate::defaults;
 use crate::error::{DecodeError, ResolveError};
 use crate::schema::{AvroSchema, Kind, Logical, NodeId, Tree};
@@ -60,6 +60,17 @@ enum Op {
         index: u32,
         op: Box<Op>,
     },
+    /// The reader cannot read what the writer wrote here: an error for the
+    /// datums that reach this op only (Java's lazy `ErrorAction`).
+    Error(Arc<Unresolvable>),
+}
+
+#[derive(Debug)]
+struct Unresolvable {
+    /// Location in the reader schema.
+    path: String,
+    /// Java's message: `Found <writer>, expecting <reader>[, missing required field <f>]`.
+    reason: String,
 }
 
 #[derive(Debug)]
@@ -99,19 +110,37 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// Compiles the plan; fails with every incompatibility when the reader cannot read the writer.
+    /// Compiles the plan for a pair the compatibility check accepts; fails
+    /// with every incompatibility otherwise. For callers that must read every
+    /// datum the writer can write (migrations, jobs).
     pub fn compile(writer: &AvroSchema, reader: &AvroSchema) -> Result<Resolver, ResolveError> {
         let found = check_compatibility(reader, writer);
         if !found.is_empty() {
             return Err(ResolveError::Incompatible(found));
         }
-        let mut c = Compiler {
-            w: &writer.tree,
-            r: &reader.tree,
-            checker: Checker::new(&reader.tree, &writer.tree),
-            memo: HashMap::new(),
-            records: Vec::new(),
+        Self::compile_per_datum(writer, reader)
+    }
+
+    /// Compiles the plan the way the specification and Java's resolving
+    /// decoder do, whatever the compatibility check says: what the reader
+    /// cannot read (a writer enum symbol it lacks with no enum default, a
+    /// writer union branch no reader branch matches, a type mismatch, a
+    /// missing field without default) fails only the datums that hold it,
+    /// with [`DecodeError::UnknownEnumSymbol`] or [`DecodeError::Unresolvable`].
+    /// Fails up front only where Java does too: two writer fields renamed to
+    /// one name by the reader's field aliases.
+    pub fn compile_per_datum(
+        writer: &AvroSchema,
+        reader: &AvroSchema,
+    ) -> Result<Resolver, ResolveError> {
+        // Java's `applyAliases` leaves the writer alone when both schemas are
+        // equal: a schema's aliases never rename its own fields.
+        let aliases = if writer.json() == reader.json() {
+            Aliases::default()
+        } else {
+            Aliases::of(&reader.tree)
         };
+        let mut c = Compiler::new(&writer.tree, &reader.tree, aliases)?;
         let root = c.op(writer.tree.root, reader.tree.root, false, "")?;
         let mut records = c.records;
         mark_copies(&mut records);
@@ -120,7 +149,8 @@ impl Resolver {
             root,
             root_copy,
             records,
-            identity: writer == reader,
+            // Same normalized JSON, same encoding (references do not matter).
+            identity: writer.json() == reader.json(),
         })
     }
 
@@ -254,6 +284,7 @@ impl Resolver {
                 out.long(i64::from(*index));
                 self.run(op, cur, out, depth + 1)?;
             }
+            Op::Error(e) => return Err(unresolvable(e, cur.pos)),
         }
         Ok(())
     }
@@ -444,6 +475,7 @@ impl Resolver {
             Op::ReaderUnion { index, op } => {
                 Value::Union(*index, Box::new(self.value(op, cur, depth + 1)?))
             }
+            Op::Error(e) => return Err(unresolvable(e, offset)),
         })
     }
 
@@ -507,6 +539,14 @@ fn string(s: &str, logical: Option<&Logical>, offset: usize) -> Result<Value, De
         logical: "uuid",
         reason,
     })
+}
+
+fn unresolvable(e: &Unresolvable, offset: usize) -> DecodeError {
+    DecodeError::Unresolvable {
+        offset,
+        path: e.path.clone(),
+        reason: e.reason.clone(),
+    }
 }
 
 fn enum_index(plan: &EnumPlan, cur: &mut Cursor<'_>) -> Result<u32, DecodeError> {
@@ -577,53 +617,208 @@ impl Sink for Discard {
 struct Compiler<'a> {
     w: &'a Tree,
     r: &'a Tree,
-    checker: Checker<'a>,
-    /// (writer node, reader node, skip mode) -> record plan index, so recursion terminates.
-    memo: HashMap<(NodeId, NodeId, bool), usize>,
+    aliases: Aliases,
+    /// (writer node, reader node, skip mode) -> record op (a plan index, or
+    /// the error of a reader field the writer lacks), so recursion terminates.
+    memo: HashMap<(NodeId, NodeId, bool), Op>,
+    /// Java's `hasMatchError` per record pair; `false` while in progress, as
+    /// Java's half-built `RecordAdjust` has no error action yet.
+    match_error: HashMap<(NodeId, NodeId), bool>,
     records: Vec<RecordPlan>,
 }
 
 fn unsupported(path: &str, reason: impl Into<String>) -> ResolveError {
     ResolveError::Unsupported {
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.to_string()
-        },
+        path: root_if_empty(path),
         reason: reason.into(),
     }
 }
 
+fn root_if_empty(path: &str) -> String {
+    if path.is_empty() {
+        "/".into()
+    } else {
+        path.to_string()
+    }
+}
+
+/// Java's `Schema.applyAliases(writer, reader)`, kept as lookup tables: the
+/// reader's aliases rename the writer's named types and record fields before
+/// anything is matched.
+#[derive(Default)]
+struct Aliases {
+    /// Alias (full name) -> reader type full name, for every named reader type.
+    types: HashMap<String, String>,
+    /// Reader record full name (and each of its aliases) -> field alias -> reader field name.
+    fields: HashMap<String, HashMap<String, String>>,
+}
+
+impl Aliases {
+    fn of(r: &Tree) -> Aliases {
+        let mut a = Aliases::default();
+        for node in &r.nodes {
+            let named = match &node.kind {
+                Kind::Record { named, .. }
+                | Kind::Enum { named, .. }
+                | Kind::Fixed { named, .. } => named,
+                _ => continue,
+            };
+            for alias in &named.aliases {
+                a.types.insert(alias.clone(), named.fullname.clone());
+            }
+            if let Kind::Record { fields, .. } = &node.kind {
+                let map: HashMap<String, String> = fields
+                    .iter()
+                    .flat_map(|f| f.aliases.iter().map(|al| (al.clone(), f.name.clone())))
+                    .collect();
+                // Java registers a record's aliases only when it has field aliases.
+                if !map.is_empty() {
+                    for alias in &named.aliases {
+                        a.fields.insert(alias.clone(), map.clone());
+                    }
+                    a.fields.insert(named.fullname.clone(), map);
+                }
+            }
+        }
+        a
+    }
+
+    /// The writer type's full name once the reader's aliases are applied.
+    fn type_name<'n>(&'n self, writer_fullname: &'n str) -> &'n str {
+        self.types
+            .get(writer_fullname)
+            .map_or(writer_fullname, String::as_str)
+    }
+
+    /// The name a writer record's field takes once the reader's aliases are applied.
+    fn field_name<'n>(&'n self, writer_record: &str, field: &'n str) -> &'n str {
+        self.fields
+            .get(self.type_name(writer_record))
+            .and_then(|m| m.get(field))
+            .map_or(field, String::as_str)
+    }
+}
+
+fn short(fullname: &str) -> &str {
+    fullname.rsplit_once('.').map_or(fullname, |(_, n)| n)
+}
+
+/// Java's `Promote.isValid`: the promotions the specification allows.
+fn promotable(w: &Kind, r: &Kind) -> bool {
+    matches!(
+        (w, r),
+        (Kind::Int, Kind::Long | Kind::Float | Kind::Double)
+            | (Kind::Long, Kind::Float | Kind::Double)
+            | (Kind::Float, Kind::Double)
+            | (Kind::String, Kind::Bytes)
+            | (Kind::Bytes, Kind::String)
+    )
+}
+
 impl<'a> Compiler<'a> {
+    fn new(w: &'a Tree, r: &'a Tree, aliases: Aliases) -> Result<Self, ResolveError> {
+        let c = Compiler {
+            w,
+            r,
+            aliases,
+            memo: HashMap::new(),
+            match_error: HashMap::new(),
+            records: Vec::new(),
+        };
+        c.check_renamed_fields()?;
+        Ok(c)
+    }
+
+    /// Java applies the reader's aliases to the whole writer schema up front
+    /// and refuses the pair when two fields of one writer record end up with
+    /// the same name ("Duplicate field"): no datum can be read then.
+    fn check_renamed_fields(&self) -> Result<(), ResolveError> {
+        for node in &self.w.nodes {
+            let Kind::Record { named, fields } = &node.kind else {
+                continue;
+            };
+            let mut seen: HashMap<&str, &str> = HashMap::new();
+            for f in fields {
+                let renamed = self.aliases.field_name(&named.fullname, &f.name);
+                if let Some(first) = seen.insert(renamed, &f.name) {
+                    return Err(unsupported(
+                        "/",
+                        format!(
+                            "writer record {} has fields {first:?} and {:?} that both become field \
+                             {renamed:?} through the reader's aliases",
+                            named.fullname, f.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The writer node's full name as Java prints it once aliases are applied
+    /// (`int`, `array`, `union` for unnamed types).
+    fn writer_fullname(&self, w: NodeId) -> String {
+        match self.w.named(w) {
+            Some(n) => self.aliases.type_name(&n.fullname).to_string(),
+            None => self.w.branch_name(w),
+        }
+    }
+
+    /// Java's lazily raised `ErrorAction`: an op that fails the datums that reach it.
+    fn error(&self, w: NodeId, r: NodeId, path: &str, extra: &str) -> Op {
+        Op::Error(Arc::new(Unresolvable {
+            path: root_if_empty(path),
+            reason: format!(
+                "Found {}, expecting {}{extra}",
+                self.writer_fullname(w),
+                self.r.branch_name(r)
+            ),
+        }))
+    }
+
+    /// Writer and reader named types have the same unqualified name once the
+    /// reader's aliases rename the writer (Java's `Resolver` for enum and fixed).
+    fn same_short_name(&self, w: NodeId, r: NodeId) -> bool {
+        match (self.w.named(w), self.r.named(r)) {
+            (Some(wn), Some(rn)) => short(self.aliases.type_name(&wn.fullname)) == rn.name,
+            _ => true,
+        }
+    }
+
     /// `skip`: compile the writer against itself (fields the reader drops).
     fn op(&mut self, w: NodeId, r: NodeId, skip: bool, path: &str) -> Result<Op, ResolveError> {
-        let rt = if skip { self.w } else { self.r };
+        if skip {
+            return self.skip_op(w, path);
+        }
         let wk = &self.w.node(w).kind;
-        let rnode = rt.node(r);
+        let rnode = self.r.node(r);
         let lg = rnode.logical.clone();
         if let Kind::Union(wb) = wk {
-            let ops = wb
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    if skip {
-                        let op = self.op(*b, *b, true, path)?;
-                        Ok(Op::ReaderUnion {
-                            index: i as u32,
-                            op: Box::new(op),
-                        })
-                    } else {
-                        self.op(*b, r, false, &format!("{path}/{i}"))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            // Java's `WriterUnion`: branch to branch when the unions are
+            // equivalent, else each writer branch against the whole reader.
+            let equiv = match &rnode.kind {
+                Kind::Union(rb) => self
+                    .union_equiv(w, r, &mut HashMap::new())
+                    .then(|| rb.clone()),
+                _ => None,
+            };
+            let mut ops = Vec::with_capacity(wb.len());
+            for (i, b) in wb.iter().enumerate() {
+                ops.push(match &equiv {
+                    Some(rb) => Op::ReaderUnion {
+                        index: i as u32,
+                        op: Box::new(self.op(*b, rb[i], false, &format!("{path}/{i}"))?),
+                    },
+                    None => self.op(*b, r, false, path)?,
+                });
+            }
             return Ok(Op::WriterUnion(ops.into_boxed_slice()));
         }
         if let Kind::Union(rb) = &rnode.kind {
-            let index = self.select_branch(w, rb).ok_or_else(|| {
-                unsupported(path, "no reader union branch matches the writer type")
-            })?;
-            let op = self.op(w, rb[index], false, path)?;
+            let Some(index) = self.first_matching_branch(w, rb) else {
+                return Ok(self.error(w, r, path, ""));
+            };
+            let op = self.op(w, rb[index], false, &format!("{path}/{index}"))?;
             return Ok(Op::ReaderUnion {
                 index: index as u32,
                 op: Box::new(op),
@@ -646,10 +841,19 @@ impl<'a> Compiler<'a> {
             (Kind::Float, Kind::Double) => Op::FloatToDouble,
             (Kind::String, Kind::Bytes) => Op::StrToBytes(lg),
             (Kind::Bytes, Kind::String) => Op::BytesToStr(lg),
-            (Kind::Fixed { size: ws, .. }, Kind::Fixed { size: rs, .. }) if ws == rs => Op::Fixed {
-                size: *ws,
-                logical: lg,
-            },
+            (Kind::Fixed { size: ws, .. }, Kind::Fixed { size: rs, .. }) => {
+                if self.same_short_name(w, r) && ws == rs {
+                    Op::Fixed {
+                        size: *ws,
+                        logical: lg,
+                    }
+                } else {
+                    self.error(w, r, path, "")
+                }
+            }
+            (Kind::Enum { .. }, Kind::Enum { .. }) if !self.same_short_name(w, r) => {
+                self.error(w, r, path, "")
+            }
             (
                 Kind::Enum { symbols: ws, .. },
                 Kind::Enum {
@@ -657,113 +861,146 @@ impl<'a> Compiler<'a> {
                     default,
                     ..
                 },
-            ) => {
-                let fallback = default
-                    .as_ref()
-                    .and_then(|d| rs.iter().position(|s| s == d));
-                let table: Vec<Option<u32>> = ws
-                    .iter()
-                    .map(|s| {
-                        rs.iter()
-                            .position(|x| x == s)
-                            .or(fallback)
-                            .map(|i| i as u32)
-                    })
-                    .collect();
-                let identity = table.iter().enumerate().all(|(i, t)| *t == Some(i as u32));
-                Op::Enum(Arc::new(EnumPlan {
-                    table,
-                    writer_symbols: ws.clone(),
-                    reader_symbols: rs.clone(),
-                    identity,
-                }))
-            }
+            ) => enum_op(ws, rs, default.as_deref()),
             (Kind::Array(wi), Kind::Array(ri)) => Op::Array {
-                item: Box::new(self.op(*wi, *ri, skip, &format!("{path}/items"))?),
+                item: Box::new(self.op(*wi, *ri, false, &format!("{path}/items"))?),
                 min_size: min_size(self.w, *wi, 0),
             },
             (Kind::Map(wv), Kind::Map(rv)) => Op::Map {
-                value: Box::new(self.op(*wv, *rv, skip, &format!("{path}/values"))?),
+                value: Box::new(self.op(*wv, *rv, false, &format!("{path}/values"))?),
                 min_size: min_size(self.w, *wv, 0),
             },
-            (Kind::Record { .. }, Kind::Record { .. }) => {
-                Op::Record(self.record(w, r, skip, path)?)
-            }
-            _ => {
-                return Err(unsupported(
-                    path,
-                    format!(
-                        "reader type {} cannot read writer type {}",
-                        rt.type_name(r),
-                        self.w.type_name(w)
-                    ),
-                ))
-            }
+            (Kind::Record { .. }, Kind::Record { .. }) => self.record(w, r, false, path)?,
+            _ => self.error(w, r, path, ""),
         };
         Ok(op)
     }
 
-    fn record(
-        &mut self,
-        w: NodeId,
-        r: NodeId,
-        skip: bool,
-        path: &str,
-    ) -> Result<usize, ResolveError> {
-        if let Some(i) = self.memo.get(&(w, r, skip)) {
-            return Ok(*i);
+    /// The writer read against itself: every datum is readable.
+    fn skip_op(&mut self, w: NodeId, path: &str) -> Result<Op, ResolveError> {
+        let lg = self.w.node(w).logical.clone();
+        Ok(match &self.w.node(w).kind {
+            Kind::Union(wb) => {
+                let mut ops = Vec::with_capacity(wb.len());
+                for (i, b) in wb.iter().enumerate() {
+                    ops.push(Op::ReaderUnion {
+                        index: i as u32,
+                        op: Box::new(self.skip_op(*b, path)?),
+                    });
+                }
+                Op::WriterUnion(ops.into_boxed_slice())
+            }
+            Kind::Null => Op::Null,
+            Kind::Boolean => Op::Boolean,
+            Kind::Int => Op::Int(lg),
+            Kind::Long => Op::Long(lg),
+            Kind::Float => Op::Float,
+            Kind::Double => Op::Double,
+            Kind::Bytes => Op::Bytes(lg),
+            Kind::String => Op::Str(lg),
+            Kind::Fixed { size, .. } => Op::Fixed {
+                size: *size,
+                logical: lg,
+            },
+            Kind::Enum { symbols, .. } => enum_op(symbols, symbols, None),
+            Kind::Array(wi) => Op::Array {
+                item: Box::new(self.skip_op(*wi, &format!("{path}/items"))?),
+                min_size: min_size(self.w, *wi, 0),
+            },
+            Kind::Map(wv) => Op::Map {
+                value: Box::new(self.skip_op(*wv, &format!("{path}/values"))?),
+                min_size: min_size(self.w, *wv, 0),
+            },
+            Kind::Record { .. } => self.record(w, w, true, path)?,
+            Kind::Pending => return Err(unsupported(path, "unresolved type reference")),
+        })
+    }
+
+    /// Reader position of each writer field (Java: the writer field renamed
+    /// through the reader's aliases, then looked up by name in the reader).
+    fn field_targets(&self, w: NodeId, r: NodeId) -> Vec<Option<usize>> {
+        let (Kind::Record { named, fields: wf }, Kind::Record { fields: rf, .. }) =
+            (&self.w.node(w).kind, &self.r.node(r).kind)
+        else {
+            return Vec::new();
+        };
+        wf.iter()
+            .map(|f| {
+                let name = self.aliases.field_name(&named.fullname, &f.name);
+                rf.iter().position(|x| x.name == name)
+            })
+            .collect()
+    }
+
+    /// The last reader field with no default that no writer field fills
+    /// (Java names the last one in its message), if any.
+    fn missing_required(&self, r: NodeId, targets: &[Option<usize>]) -> Option<String> {
+        let Kind::Record { fields: rf, .. } = &self.r.node(r).kind else {
+            return None;
+        };
+        rf.iter()
+            .enumerate()
+            .rev()
+            .find(|(pos, f)| f.default.is_none() && !targets.contains(&Some(*pos)))
+            .map(|(_, f)| f.name.clone())
+    }
+
+    fn record(&mut self, w: NodeId, r: NodeId, skip: bool, path: &str) -> Result<Op, ResolveError> {
+        if let Some(op) = self.memo.get(&(w, r, skip)) {
+            return Ok(op.clone());
         }
-        let idx = self.records.len();
-        self.records.push(RecordPlan::default());
-        self.memo.insert((w, r, skip), idx);
         let rt = if skip { self.w } else { self.r };
         let (Kind::Record { fields: wf, .. }, Kind::Record { fields: rf, .. }) =
             (&self.w.node(w).kind, &rt.node(r).kind)
         else {
             return Err(unsupported(path, "expected two records"));
         };
-        // Reader field position for each writer field.
-        let mut target: Vec<Option<usize>> = vec![None; wf.len()];
+        let target: Vec<Option<usize>> = if skip {
+            (0..wf.len()).map(Some).collect()
+        } else {
+            self.field_targets(w, r)
+        };
+        if !skip {
+            // Java's `RecordAdjust`: a reader field with no default that the
+            // writer lacks makes every datum of this record unreadable.
+            if let Some(field) = self.missing_required(r, &target) {
+                let op = self.error(w, r, path, &format!(", missing required field {field}"));
+                self.memo.insert((w, r, skip), op.clone());
+                return Ok(op);
+            }
+        }
+        let idx = self.records.len();
+        self.records.push(RecordPlan::default());
+        self.memo.insert((w, r, skip), Op::Record(idx));
         let mut defaults = Vec::new();
         for (pos, f) in rf.iter().enumerate() {
-            match lookup_writer_field(wf, &f.name, &f.aliases) {
-                Some(wi) if target[wi].is_none() => target[wi] = Some(pos),
-                Some(_) => {
-                    return Err(unsupported(
-                        &format!("{path}/fields/{pos}"),
-                        format!(
-                        "reader field {:?} reads a writer field another reader field already reads",
-                        f.name
-                    ),
-                    ))
-                }
-                None => {
-                    let d = f.default.as_ref().ok_or_else(|| {
-                        unsupported(
-                            &format!("{path}/fields/{pos}"),
-                            format!("reader field {:?} has no default", f.name),
-                        )
-                    })?;
-                    let mut bytes = Vec::new();
-                    let bad = |e: crate::error::SchemaError| {
-                        unsupported(&format!("{path}/fields/{pos}"), e.to_string())
-                    };
-                    defaults::encode(rt, f.schema, d, &mut bytes).map_err(bad)?;
-                    let value = defaults::value(rt, f.schema, d).map_err(bad)?;
-                    defaults.push((pos, bytes, value));
-                }
+            if target.contains(&Some(pos)) {
+                continue;
             }
+            let fpath = format!("{path}/fields/{pos}");
+            let d = f.default.as_ref().ok_or_else(|| {
+                unsupported(&fpath, format!("reader field {:?} has no default", f.name))
+            })?;
+            let mut bytes = Vec::new();
+            let bad = |e: crate::error::SchemaError| unsupported(&fpath, e.to_string());
+            defaults::encode(rt, f.schema, d, &mut bytes).map_err(bad)?;
+            let value = defaults::value(rt, f.schema, d).map_err(bad)?;
+            defaults.push((pos, bytes, value));
         }
         let mut steps = Vec::with_capacity(wf.len());
         for (wi, f) in wf.iter().enumerate() {
-            let fpath = format!("{path}/fields/{wi}/type");
             steps.push(match target[wi] {
                 Some(pos) => Step::Read {
-                    op: self.op(f.schema, rf[pos].schema, skip, &fpath)?,
+                    op: self.op(
+                        f.schema,
+                        rf[pos].schema,
+                        skip,
+                        &format!("{path}/fields/{pos}/type"),
+                    )?,
                     pos,
                     copy: false,
                 },
-                None => Step::Skip(self.op(f.schema, f.schema, true, &fpath)?),
+                None => Step::Skip(self.skip_op(f.schema, path)?),
             });
         }
         let read_positions: Vec<usize> = target.iter().flatten().copied().collect();
@@ -775,49 +1012,159 @@ impl<'a> Compiler<'a> {
             streaming,
             copy: false,
         };
-        Ok(idx)
+        Ok(Op::Record(idx))
     }
 
-    /// Java's `Resolver.firstMatchingBranch`, restricted to branches that can read the writer:
-    /// same type (named: same full name or reader alias) first, then a structural record or
-    /// short-name match, then numeric/string promotion.
-    fn select_branch(&mut self, w: NodeId, rb: &[NodeId]) -> Option<usize> {
-        let wname = self.w.type_name(w);
-        let wnamed = self.w.named(w).cloned();
-        let mut structural = None;
-        for (j, b) in rb.iter().enumerate() {
-            if self.r.type_name(*b) != wname {
-                continue;
-            }
-            if !self.checker.compatible(*b, w) {
-                continue;
-            }
-            match (&wnamed, self.r.named(*b)) {
-                (Some(wn), Some(bn)) => {
-                    if bn.fullname == wn.fullname || bn.aliases.contains(&wn.fullname) {
-                        return Some(j);
-                    }
-                    if structural.is_none() || names_match(bn, wn) && bn.name == wn.name {
-                        structural = structural.or(Some(j));
-                    }
+    /// Would Java's `Resolver.resolve(w, r)` be an `ErrorAction` at the top
+    /// (not deeper inside arrays, maps or record fields)?
+    fn is_error_action(&mut self, w: NodeId, r: NodeId) -> bool {
+        let (wk, rk) = (&self.w.node(w).kind, &self.r.node(r).kind);
+        if matches!(wk, Kind::Union(_)) {
+            return false;
+        }
+        if self.w.type_name(w) == self.r.type_name(r) {
+            return match (wk, rk) {
+                (Kind::Fixed { size: ws, .. }, Kind::Fixed { size: rs, .. }) => {
+                    !self.same_short_name(w, r) || ws != rs
                 }
-                _ => return Some(j),
+                (Kind::Enum { .. }, Kind::Enum { .. }) => !self.same_short_name(w, r),
+                (Kind::Record { .. }, Kind::Record { .. }) => {
+                    let targets = self.field_targets(w, r);
+                    self.missing_required(r, &targets).is_some()
+                }
+                _ => false,
+            };
+        }
+        if let Kind::Union(rb) = rk {
+            let rb = rb.clone();
+            return self.first_matching_branch(w, &rb).is_none();
+        }
+        !promotable(wk, rk)
+    }
+
+    /// Java's `ReaderUnion.hasMatchError(RecordAdjust.resolve(w, b))`: the
+    /// record pair is an error, or one of its field actions is (one level only).
+    fn has_match_error(&mut self, w: NodeId, r: NodeId) -> bool {
+        if let Some(e) = self.match_error.get(&(w, r)) {
+            return *e;
+        }
+        self.match_error.insert((w, r), false);
+        let targets = self.field_targets(w, r);
+        let mut error = self.missing_required(r, &targets).is_some();
+        if !error {
+            let pairs: Vec<(NodeId, NodeId)> = match (&self.w.node(w).kind, &self.r.node(r).kind) {
+                (Kind::Record { fields: wf, .. }, Kind::Record { fields: rf, .. }) => targets
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(wi, t)| t.map(|pos| (wf[wi].schema, rf[pos].schema)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            error = pairs.into_iter().any(|(a, b)| self.is_error_action(a, b));
+        }
+        self.match_error.insert((w, r), error);
+        error
+    }
+
+    /// Java's `Resolver.ReaderUnion.firstMatchingBranch` (bug for bug, as
+    /// Java keeps it from 1.8): a branch of the same type (a named one only
+    /// with the same full name, or a record whose fields resolve without a
+    /// top-level error, preferring the same short name), then the first
+    /// promotion. Deeper mismatches stay per-datum errors.
+    fn first_matching_branch(&mut self, w: NodeId, rb: &[NodeId]) -> Option<usize> {
+        let wtype = self.w.type_name(w);
+        let wname = self
+            .w
+            .named(w)
+            .map(|n| self.aliases.type_name(&n.fullname).to_string());
+        let mut structure = None;
+        for (j, b) in rb.iter().enumerate() {
+            if self.r.type_name(*b) != wtype {
+                continue;
+            }
+            let (Some(wname), Some(bn)) = (&wname, self.r.named(*b)) else {
+                return Some(j);
+            };
+            if *wname == bn.fullname {
+                return Some(j);
+            }
+            let record = matches!(self.w.node(w).kind, Kind::Record { .. });
+            if record && !self.has_match_error(w, *b) {
+                let same_short = short(wname) == bn.name;
+                if structure.is_none() || same_short {
+                    structure = Some(j);
+                }
             }
         }
-        if structural.is_some() {
-            return structural;
+        if structure.is_some() {
+            return structure;
         }
-        rb.iter().position(|b| {
-            matches!(
-                (&self.w.node(w).kind, &self.r.node(*b).kind),
-                (Kind::Int, Kind::Long | Kind::Float | Kind::Double)
-                    | (Kind::Long, Kind::Float | Kind::Double)
-                    | (Kind::Float, Kind::Double)
-                    | (Kind::String, Kind::Bytes)
-                    | (Kind::Bytes, Kind::String)
-            )
-        })
+        let wk = &self.w.node(w).kind;
+        rb.iter()
+            .position(|b| promotable(wk, &self.r.node(*b).kind))
     }
+
+    /// Java's `Resolver.unionEquiv`: same structure and names branch by branch.
+    fn union_equiv(
+        &self,
+        w: NodeId,
+        r: NodeId,
+        seen: &mut HashMap<(NodeId, NodeId), bool>,
+    ) -> bool {
+        if self.w.type_name(w) != self.r.type_name(r) || !self.same_short_name(w, r) {
+            return false;
+        }
+        match (&self.w.node(w).kind, &self.r.node(r).kind) {
+            (Kind::Array(a), Kind::Array(b)) | (Kind::Map(a), Kind::Map(b)) => {
+                self.union_equiv(*a, *b, seen)
+            }
+            (Kind::Fixed { size: a, .. }, Kind::Fixed { size: b, .. }) => a == b,
+            (Kind::Enum { symbols: a, .. }, Kind::Enum { symbols: b, .. }) => a == b,
+            (Kind::Union(a), Kind::Union(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b.iter())
+                        .all(|(x, y)| self.union_equiv(*x, *y, seen))
+            }
+            (Kind::Record { named, fields: a }, Kind::Record { fields: b, .. }) => {
+                if let Some(v) = seen.get(&(w, r)) {
+                    return *v;
+                }
+                // Optimistic while in progress, as Java.
+                seen.insert((w, r), true);
+                let v = a.len() == b.len()
+                    && a.iter().zip(b.iter()).all(|(x, y)| {
+                        self.aliases.field_name(&named.fullname, &x.name) == y.name
+                            && self.union_equiv(x.schema, y.schema, seen)
+                    });
+                seen.insert((w, r), v);
+                v
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Writer index -> reader index; a writer symbol the reader lacks goes to
+/// the reader's default, or stays unmapped: an error only for datums holding it.
+fn enum_op(ws: &[String], rs: &[String], default: Option<&str>) -> Op {
+    let fallback = default.and_then(|d| rs.iter().position(|s| s == d));
+    let table: Vec<Option<u32>> = ws
+        .iter()
+        .map(|s| {
+            rs.iter()
+                .position(|x| x == s)
+                .or(fallback)
+                .map(|i| i as u32)
+        })
+        .collect();
+    let identity = table.iter().enumerate().all(|(i, t)| *t == Some(i as u32));
+    Op::Enum(Arc::new(EnumPlan {
+        table,
+        writer_symbols: ws.to_vec(),
+        reader_symbols: rs.to_vec(),
+        identity,
+    }))
 }
 
 /// Fewest bytes one value of writer node `id` can take (bounds item counts).
@@ -909,7 +1256,7 @@ fn is_copy(op: &Op, records: &[RecordPlan]) -> bool {
             Op::ReaderUnion { index, op } => *index as usize == i && is_copy(op, records),
             _ => false,
         }),
-        Op::ReaderUnion { .. } => false,
+        Op::ReaderUnion { .. } | Op::Error(_) => false,
     }
 }
 

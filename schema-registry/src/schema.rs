@@ -141,11 +141,26 @@ impl Tree {
     }
 }
 
+/// A Confluent schema reference: the schema of `subject`'s `version`, whose
+/// named types the referencing schema uses by name (`name` is the full name
+/// of the referenced type, Confluent's convention for Avro).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct SchemaReference {
+    pub name: String,
+    pub subject: String,
+    pub version: u32,
+}
+
 /// A parsed, validated Avro schema. Cheap to clone.
 #[derive(Clone)]
 pub struct AvroSchema {
     pub(crate) tree: Arc<Tree>,
     normalized: Arc<str>,
+    /// Confluent references this schema was parsed with, and their schemas.
+    references: Arc<[(SchemaReference, AvroSchema)]>,
+    /// With references: the normalized JSON with the referenced types by
+    /// name only, as registered (`normalized` has them inlined).
+    registered: Option<Arc<str>>,
     canonical: Arc<str>,
     fingerprint: u64,
     inner: Arc<apache_avro::Schema>,
@@ -161,9 +176,17 @@ impl std::fmt::Debug for AvroSchema {
     }
 }
 
+/// Identity: the normalized JSON and, as in Confluent, the references
+/// (the same text referencing another subject or version is another schema).
 impl PartialEq for AvroSchema {
     fn eq(&self, other: &Self) -> bool {
         self.normalized == other.normalized
+            && self.references.len() == other.references.len()
+            && self
+                .references
+                .iter()
+                .zip(other.references.iter())
+                .all(|(a, b)| a.0 == b.0)
     }
 }
 impl Eq for AvroSchema {}
@@ -171,8 +194,35 @@ impl Eq for AvroSchema {}
 impl AvroSchema {
     /// Parses and validates an Avro schema (including every default value).
     pub fn parse(json: &str) -> Result<AvroSchema, SchemaError> {
+        Self::parse_with_references(json, &[])
+    }
+
+    /// Parses a schema that uses named types of other schemas (Confluent
+    /// references), as Confluent does: the referenced schemas, and theirs
+    /// depth first, each once, are parsed before this one, so their named
+    /// types are known by full name. `json()` is then self-contained (the
+    /// referenced types inlined at first use); [`AvroSchema::registered_json`]
+    /// keeps them by name, as registered.
+    pub fn parse_with_references(
+        json: &str,
+        references: &[(SchemaReference, AvroSchema)],
+    ) -> Result<AvroSchema, SchemaError> {
         let value: Json = serde_json::from_str(json)?;
         let mut parser = Parser::default();
+        let mut seen = Vec::new();
+        let mut order = Vec::new();
+        flatten_references(references, &mut seen, &mut order);
+        for (r, schema) in order {
+            let text: Json = serde_json::from_str(schema.registered_json())?;
+            parser
+                .parse(&text, "", "")
+                .map_err(|e| SchemaError::Reference {
+                    subject: r.subject.clone(),
+                    version: r.version,
+                    reason: e.to_string(),
+                })?;
+        }
+        let external = parser.nodes.len();
         let root = parser.parse(&value, "", "")?;
         let tree = Tree {
             nodes: parser.nodes,
@@ -180,13 +230,21 @@ impl AvroSchema {
         };
         defaults::validate_all(&tree)?;
         let normalized = normalized_json(&tree);
+        let registered = (!references.is_empty()).then(|| {
+            // Referenced types count as already defined: written by name.
+            let mut defined = vec![false; tree.nodes.len()];
+            defined[..external].iter_mut().for_each(|d| *d = true);
+            Arc::from(to_json(&tree, tree.root, &mut defined, false).to_string())
+        });
         let canonical = canonical_form(&tree);
-        let inner = apache_avro::Schema::parse_str(&normalized)
+        let inner = apache_avro::Schema::parse_str(&for_apache_avro(&tree))
             .map_err(|e| SchemaError::Avro(e.to_string()))?;
         Ok(AvroSchema {
             fingerprint: rabin::fingerprint64(canonical.as_bytes()),
             tree: Arc::new(tree),
             normalized: normalized.into(),
+            references: references.to_vec().into(),
+            registered,
             canonical: canonical.into(),
             inner: Arc::new(inner),
             plain: Arc::new(OnceLock::new()),
@@ -198,6 +256,23 @@ impl AvroSchema {
     /// aliases, `order`, logical types with their attributes kept.
     pub fn json(&self) -> &str {
         &self.normalized
+    }
+
+    /// The Confluent references this schema was parsed with (empty for most).
+    pub fn references(&self) -> Vec<SchemaReference> {
+        self.references.iter().map(|(r, _)| r.clone()).collect()
+    }
+
+    /// The referenced schemas, with their references.
+    pub fn referenced_schemas(&self) -> &[(SchemaReference, AvroSchema)] {
+        &self.references
+    }
+
+    /// The text a registry stores and serves for this schema: `json()`
+    /// without references; with references, the normalized JSON that names
+    /// the referenced types instead of defining them.
+    pub fn registered_json(&self) -> &str {
+        self.registered.as_deref().unwrap_or(&self.normalized)
     }
 
     /// Avro Parsing Canonical Form.
@@ -224,6 +299,24 @@ impl AvroSchema {
             })
             .clone()
             .map_err(|reason| DecodeError::NoPlan { reason })
+    }
+}
+
+/// Every referenced schema once (by subject and version), those it
+/// references first: the order Confluent parses them in.
+fn flatten_references<'a>(
+    references: &'a [(SchemaReference, AvroSchema)],
+    seen: &mut Vec<(&'a str, u32)>,
+    out: &mut Vec<(&'a SchemaReference, &'a AvroSchema)>,
+) {
+    for (r, schema) in references {
+        let key = (r.subject.as_str(), r.version);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        flatten_references(&schema.references, seen, out);
+        out.push((r, schema));
     }
 }
 
@@ -704,6 +797,48 @@ fn logical_name(l: &Logical) -> &str {
         Logical::LocalTimestampNanos => "local-timestamp-nanos",
         Logical::Duration => "duration",
         Logical::Other(s) => s,
+    }
+}
+
+/// The normalized JSON without the field aliases that name another field of
+/// the same record. Java accepts such aliases (they only matter when
+/// resolving, where the writer's fields are renamed through them), but
+/// apache-avro keeps names and aliases in one lookup table and refuses a
+/// field whose name an earlier field already claims as an alias. `inner()`
+/// only encodes values, which finds a value's fields by name first, so the
+/// dropped aliases change nothing there; our own tree keeps them all.
+fn for_apache_avro(tree: &Tree) -> String {
+    let mut defined = vec![false; tree.nodes.len()];
+    let mut v = to_json(tree, tree.root, &mut defined, false);
+    drop_crossing_field_aliases(&mut v);
+    v.to_string()
+}
+
+fn drop_crossing_field_aliases(v: &mut Json) {
+    match v {
+        Json::Array(items) => items.iter_mut().for_each(drop_crossing_field_aliases),
+        Json::Object(obj) => {
+            if let Some(Json::Array(fields)) = obj.get_mut("fields") {
+                let names: Vec<String> = fields
+                    .iter()
+                    .filter_map(|f| f.get("name").and_then(Json::as_str).map(str::to_string))
+                    .collect();
+                for f in fields.iter_mut() {
+                    let Some(fo) = f.as_object_mut() else {
+                        continue;
+                    };
+                    if let Some(Json::Array(aliases)) = fo.get_mut("aliases") {
+                        aliases
+                            .retain(|a| !a.as_str().is_some_and(|a| names.iter().any(|n| n == a)));
+                        if aliases.is_empty() {
+                            fo.remove("aliases");
+                        }
+                    }
+                }
+            }
+            obj.values_mut().for_each(drop_crossing_field_aliases);
+        }
+        _ => {}
     }
 }
 

@@ -16,7 +16,8 @@ use axum::Router;
 use serde_json::{json, Value as Json};
 
 use crate::registry::{
-    CompatIssue, CompatibilityLevel, RegistryError, SchemaRegistry, VersionSelector,
+    parse_with_references, CompatIssue, CompatibilityLevel, RegistryError, SchemaRegistry,
+    VersionSelector,
 };
 use crate::schema::AvroSchema;
 
@@ -143,9 +144,11 @@ async fn read_json(st: &AppState, body: Body) -> Result<Json, ApiError> {
     })
 }
 
-/// The `{"schema": "...", "schemaType": "AVRO"}` of register, lookup and compatibility.
+/// The `{"schema": "...", "schemaType": "AVRO", "references": [...]}` of
+/// register, lookup and compatibility; references are resolved in the registry.
 async fn read_schema(st: &AppState, body: Body) -> Result<AvroSchema, ApiError> {
     let v = read_json(st, body).await?;
+    let refs = references_of(&v)?;
     if let Some(t) = v.get("schemaType").and_then(Json::as_str) {
         if t != "AVRO" {
             return Err(invalid(
@@ -154,17 +157,62 @@ async fn read_schema(st: &AppState, body: Body) -> Result<AvroSchema, ApiError> 
             ));
         }
     }
-    if v.get("references")
-        .and_then(Json::as_array)
-        .is_some_and(|r| !r.is_empty())
-    {
-        return Err(invalid(42201, "schema references are not supported"));
-    }
     let text = v
         .get("schema")
         .and_then(Json::as_str)
         .ok_or_else(|| invalid(42201, "request has no \"schema\" string"))?;
-    AvroSchema::parse(text).map_err(|e| invalid(42201, format!("Invalid schema: {e}")))
+    if refs.is_empty() {
+        return AvroSchema::parse(text).map_err(|e| invalid(42201, format!("Invalid schema: {e}")));
+    }
+    let text = text.to_string();
+    blocking(st, move |r| parse_with_references(r, &text, &refs)).await
+}
+
+/// Confluent's `references`: `[{"name": N, "subject": S, "version": V}]`,
+/// `V` a version number or -1 (latest, pinned when stored).
+fn references_of(v: &Json) -> Result<Vec<(String, String, VersionSelector)>, ApiError> {
+    let items = match v.get("references") {
+        None | Some(Json::Null) => return Ok(Vec::new()),
+        Some(Json::Array(items)) => items,
+        Some(other) => {
+            return Err(invalid(
+                42201,
+                format!("\"references\" must be an array, found {other}"),
+            ))
+        }
+    };
+    items
+        .iter()
+        .map(|item| {
+            let field = |k: &str| item.get(k).and_then(Json::as_str).map(str::to_string);
+            let (Some(name), Some(subject)) = (field("name"), field("subject")) else {
+                return Err(invalid(
+                    42201,
+                    format!("reference {item} needs string \"name\" and \"subject\""),
+                ));
+            };
+            let version = match item.get("version") {
+                Some(Json::Number(n)) => version_of(&n.to_string())?,
+                Some(Json::String(s)) => version_of(s)?,
+                _ => {
+                    return Err(invalid(
+                        42201,
+                        format!("reference {item} needs a \"version\""),
+                    ))
+                }
+            };
+            Ok((name, subject, version))
+        })
+        .collect()
+}
+
+/// `"references"` of a reply, only when the schema has some (as Confluent).
+fn with_references(mut body: Json, schema: &AvroSchema) -> Json {
+    let refs = schema.references();
+    if !refs.is_empty() {
+        body["references"] = json!(refs);
+    }
+    body
 }
 
 fn flag(q: &HashMap<String, String>, name: &str) -> bool {
@@ -270,7 +318,11 @@ async fn register(
 }
 
 fn version_body(v: &crate::registry::SubjectVersion) -> Json {
-    json!({"subject": v.subject, "version": v.version, "id": v.id, "schema": v.schema.json(), "deleted": v.deleted})
+    with_references(
+        json!({"subject": v.subject, "version": v.version, "id": v.id,
+            "schema": v.schema.registered_json(), "deleted": v.deleted}),
+        &v.schema,
+    )
 }
 
 async fn lookup(
@@ -302,7 +354,7 @@ async fn get_version_schema(
 ) -> Result<Response, ApiError> {
     let sel = version_of(&v)?;
     let v = blocking(&st, move |r| r.version(&s, sel, false)).await?;
-    ok(serde_json::from_str(v.schema.json()).unwrap_or(Json::Null))
+    ok(serde_json::from_str(v.schema.registered_json()).unwrap_or(Json::Null))
 }
 
 async fn delete_version(
@@ -334,7 +386,10 @@ async fn get_by_id(
 ) -> Result<Response, ApiError> {
     let id = id_of(&id)?;
     let schema = blocking(&st, move |r| r.schema_by_id(id)).await?;
-    ok(json!({"schema": schema.json()}))
+    ok(with_references(
+        json!({"schema": schema.registered_json()}),
+        &schema,
+    ))
 }
 
 async fn get_by_id_raw(
@@ -343,7 +398,7 @@ async fn get_by_id_raw(
 ) -> Result<Response, ApiError> {
     let id = id_of(&id)?;
     let schema = blocking(&st, move |r| r.schema_by_id(id)).await?;
-    ok(serde_json::from_str(schema.json()).unwrap_or(Json::Null))
+    ok(serde_json::from_str(schema.registered_json()).unwrap_or(Json::Null))
 }
 
 async fn id_versions(

@@ -10,13 +10,16 @@ use super::{
 };
 use crate::compat::check_compatibility;
 use crate::rabin;
-use crate::schema::AvroSchema;
+use crate::schema::{AvroSchema, SchemaReference};
 
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_KEY: &str = "registry.json";
 const DEFAULT_LEVEL: CompatibilityLevel = CompatibilityLevel::Backward;
 /// Bound on retries of lost conditional writes (each retry sees a newer state).
 const MAX_RACE_RETRIES: usize = 1000;
+/// Deepest chain of references followed when loading a schema (a guard
+/// against a corrupt store whose references loop).
+const MAX_REFERENCE_DEPTH: usize = 32;
 
 #[derive(Serialize, Deserialize)]
 struct FormatRecord {
@@ -26,7 +29,12 @@ struct FormatRecord {
 #[derive(Serialize, Deserialize)]
 struct SchemaRecord {
     id: u32,
+    /// `registered_json()`: with references, the referenced types by name.
     schema: String,
+    /// Confluent references, resolved against this registry when loaded.
+    /// Absent when empty, so records without references are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    references: Vec<SchemaReference>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,11 +95,19 @@ fn id_key(id: u32) -> String {
     format!("ids/{id:010}.json")
 }
 
+/// Keyed by the normalized JSON, and the references when there are some
+/// (the same text with other references is another schema, as in Confluent).
 fn content_key(schema: &AvroSchema) -> String {
-    format!(
-        "by-content/{:016x}.json",
+    let refs = schema.references();
+    let fp = if refs.is_empty() {
         rabin::fingerprint64(schema.json().as_bytes())
-    )
+    } else {
+        let mut text = schema.json().to_string();
+        text.push('\n');
+        text.push_str(&serde_json::to_string(&refs).unwrap_or_default());
+        rabin::fingerprint64(text.as_bytes())
+    };
+    format!("by-content/{fp:016x}.json")
 }
 
 fn versions_prefix(subject: &str) -> String {
@@ -191,14 +207,52 @@ impl<S: Storage> Registry<S> {
     }
 
     fn load_schema(&self, id: u32) -> Result<AvroSchema, RegistryError> {
+        self.load_schema_at(id, 0)
+    }
+
+    fn load_schema_at(&self, id: u32, depth: usize) -> Result<AvroSchema, RegistryError> {
         let key = id_key(id);
         let rec: SchemaRecord = self
             .read(&key)?
             .ok_or_else(|| RegistryError::SchemaNotFound(id.to_string()))?;
-        AvroSchema::parse(&rec.schema).map_err(|e| RegistryError::Corrupt {
-            key,
-            reason: e.to_string(),
-        })
+        let corrupt = |reason: String| RegistryError::Corrupt {
+            key: key.clone(),
+            reason,
+        };
+        if depth > MAX_REFERENCE_DEPTH {
+            return Err(corrupt(format!(
+                "references nest deeper than {MAX_REFERENCE_DEPTH} levels"
+            )));
+        }
+        let mut refs = Vec::with_capacity(rec.references.len());
+        for r in &rec.references {
+            // Soft-deleted versions still resolve: a registered schema stays readable.
+            let v = self
+                .select(&r.subject, VersionSelector::Number(r.version), true)
+                .map_err(|e| corrupt(format!("reference {r:?}: {e}")))?;
+            refs.push((r.clone(), self.load_schema_at(v.id, depth + 1)?));
+        }
+        AvroSchema::parse_with_references(&rec.schema, &refs).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Every reference must name a live version holding the very schema the
+    /// candidate was parsed with.
+    fn check_references(&self, schema: &AvroSchema) -> Result<(), RegistryError> {
+        for (r, referenced) in schema.referenced_schemas() {
+            let v = self
+                .select(&r.subject, VersionSelector::Number(r.version), false)
+                .map_err(|e| RegistryError::InvalidReference {
+                    reference: r.clone(),
+                    reason: e.to_string(),
+                })?;
+            if self.load_schema(v.id)? != *referenced {
+                return Err(RegistryError::InvalidReference {
+                    reference: r.clone(),
+                    reason: "the schema registered there differs from the one given".into(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn to_subject_version(&self, r: &VersionRecord) -> Result<SubjectVersion, RegistryError> {
@@ -219,7 +273,9 @@ impl<S: Storage> Registry<S> {
             // A 64-bit fingerprint collision: fall back to a scan.
             for key in self.storage.list("ids/")? {
                 if let Some(rec) = self.read::<SchemaRecord>(&key)? {
-                    if rec.schema == schema.json() {
+                    if rec.schema == schema.registered_json()
+                        && rec.references == schema.references()
+                    {
                         return Ok(Some(rec.id));
                     }
                 }
@@ -251,7 +307,8 @@ impl<S: Storage> Registry<S> {
                 "ids/",
                 &SchemaRecord {
                     id,
-                    schema: schema.json().to_string(),
+                    schema: schema.registered_json().to_string(),
+                    references: schema.references(),
                 },
             )
         };
@@ -355,6 +412,7 @@ impl<S: Storage> Registry<S> {
 impl<S: Storage> SchemaRegistry for Registry<S> {
     fn register(&self, subject: &str, schema: &AvroSchema) -> Result<Registered, RegistryError> {
         check_subject(subject)?;
+        self.check_references(schema)?;
         for _ in 0..MAX_RACE_RETRIES {
             let all = self.records(subject)?;
             let live: Vec<VersionRecord> = all.iter().filter(|r| !r.deleted).cloned().collect();

@@ -15,7 +15,7 @@ pub use storage::{FolderStorage, MemoryStorage, Storage, StorageError};
 
 use crate::compat::Incompatibility;
 use crate::error::SchemaError;
-use crate::schema::AvroSchema;
+use crate::schema::{AvroSchema, SchemaReference};
 
 /// Confluent's compatibility levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -198,6 +198,11 @@ pub enum RegistryError {
     SubjectLevelNotFound(String),
     #[error("invalid schema: {0}")]
     InvalidSchema(#[from] SchemaError),
+    #[error("invalid schema reference {} to {:?} version {}: {reason}", .reference.name, .reference.subject, .reference.version)]
+    InvalidReference {
+        reference: SchemaReference,
+        reason: String,
+    },
     #[error("invalid version {0:?}: expected \"latest\", -1 or 1..2147483647")]
     InvalidVersion(String),
     #[error("invalid compatibility level {0:?}: expected one of BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, NONE")]
@@ -244,7 +249,7 @@ impl RegistryError {
             RegistryError::SubjectNotSoftDeleted(_) => 40405,
             RegistryError::VersionNotSoftDeleted { .. } => 40407,
             RegistryError::SubjectLevelNotFound(_) => 40408,
-            RegistryError::InvalidSchema(_) => 42201,
+            RegistryError::InvalidSchema(_) | RegistryError::InvalidReference { .. } => 42201,
             RegistryError::InvalidVersion(_) => 42202,
             RegistryError::InvalidLevel(_) => 42203,
             RegistryError::InvalidSubject(_) => 42208,
@@ -319,6 +324,42 @@ pub trait SchemaRegistry: Send + Sync {
         schema: &AvroSchema,
         against: Option<VersionSelector>,
     ) -> Result<Vec<CompatIssue>, RegistryError>;
+}
+
+/// Parses `schema` with its Confluent references resolved in `registry`:
+/// each `(name, subject, version)` must name a live version (`latest` is
+/// pinned to its number, as stored).
+pub fn parse_with_references(
+    registry: &dyn SchemaRegistry,
+    schema: &str,
+    references: &[(String, String, VersionSelector)],
+) -> Result<AvroSchema, RegistryError> {
+    let mut resolved = Vec::with_capacity(references.len());
+    for (name, subject, sel) in references {
+        let invalid = |reason: String| RegistryError::InvalidReference {
+            reference: SchemaReference {
+                name: name.clone(),
+                subject: subject.clone(),
+                version: match sel {
+                    VersionSelector::Number(n) => *n,
+                    VersionSelector::Latest => 0,
+                },
+            },
+            reason,
+        };
+        let v = registry
+            .version(subject, *sel, false)
+            .map_err(|e| invalid(e.to_string()))?;
+        resolved.push((
+            SchemaReference {
+                name: name.clone(),
+                subject: subject.clone(),
+                version: v.version,
+            },
+            v.schema,
+        ));
+    }
+    Ok(AvroSchema::parse_with_references(schema, &resolved)?)
 }
 
 /// Opens a registry by location: `http://` / `https://` URLs are remote

@@ -13,7 +13,7 @@ use super::{
     SubjectVersion, VersionSelector,
 };
 use crate::compat::{Incompatibility, IncompatibilityKind};
-use crate::schema::AvroSchema;
+use crate::schema::{AvroSchema, SchemaReference};
 
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -28,6 +28,23 @@ struct VersionBody {
     version: u32,
     id: u32,
     schema: String,
+    #[serde(default)]
+    references: Vec<SchemaReference>,
+}
+
+/// Deepest chain of references followed (a guard against a server whose
+/// references loop).
+const MAX_REFERENCE_DEPTH: usize = 32;
+
+/// The request body of register, lookup and compatibility: the text as
+/// registered and, when there are some, the references.
+fn schema_body(schema: &AvroSchema) -> Json {
+    let mut body = json!({"schema": schema.registered_json(), "schemaType": "AVRO"});
+    let refs = schema.references();
+    if !refs.is_empty() {
+        body["references"] = json!(refs);
+    }
+    body
 }
 
 #[derive(Deserialize)]
@@ -156,12 +173,46 @@ impl RemoteRegistry {
     fn subject_version(&self, v: Json) -> Result<SubjectVersion, RegistryError> {
         let b: VersionBody = serde_json::from_value(v).map_err(|e| self.bad(e))?;
         Ok(SubjectVersion {
+            schema: self.with_references(&b.schema, &b.references, 0)?,
             subject: b.subject,
             version: b.version,
             id: b.id,
-            schema: AvroSchema::parse(&b.schema)?,
             deleted: false,
         })
+    }
+
+    /// Parses a served schema, fetching what it references (and what those
+    /// reference) from the server, soft-deleted versions included.
+    fn with_references(
+        &self,
+        text: &str,
+        refs: &[SchemaReference],
+        depth: usize,
+    ) -> Result<AvroSchema, RegistryError> {
+        if refs.is_empty() {
+            return Ok(AvroSchema::parse(text)?);
+        }
+        if depth > MAX_REFERENCE_DEPTH {
+            return Err(self.bad(format!(
+                "references nest deeper than {MAX_REFERENCE_DEPTH} levels"
+            )));
+        }
+        let mut resolved = Vec::with_capacity(refs.len());
+        for r in refs {
+            let v = self.call(
+                Method::GET,
+                &format!(
+                    "/subjects/{}/versions/{}?deleted=true",
+                    seg(&r.subject),
+                    r.version
+                ),
+                None,
+            )?;
+            let b: VersionBody = serde_json::from_value(v).map_err(|e| self.bad(e))?;
+            let schema = self.with_references(&b.schema, &b.references, depth + 1)?;
+            resolved.push((r.clone(), schema));
+        }
+        Ok(AvroSchema::parse_with_references(text, &resolved)?)
     }
 
     fn bad(&self, e: impl std::fmt::Display) -> RegistryError {
@@ -200,7 +251,7 @@ fn permanent(p: bool) -> &'static str {
 
 impl SchemaRegistry for RemoteRegistry {
     fn register(&self, subject: &str, schema: &AvroSchema) -> Result<Registered, RegistryError> {
-        let body = json!({"schema": schema.json(), "schemaType": "AVRO"});
+        let body = schema_body(schema);
         let v = self
             .call(
                 Method::POST,
@@ -234,7 +285,7 @@ impl SchemaRegistry for RemoteRegistry {
         schema: &AvroSchema,
         include_deleted: bool,
     ) -> Result<SubjectVersion, RegistryError> {
-        let body = json!({"schema": schema.json(), "schemaType": "AVRO"});
+        let body = schema_body(schema);
         let v = self.call(
             Method::POST,
             &format!("/subjects/{}{}", seg(subject), deleted(include_deleted)),
@@ -289,7 +340,11 @@ impl SchemaRegistry for RemoteRegistry {
             .get("schema")
             .and_then(Json::as_str)
             .ok_or_else(|| self.bad(format!("no schema in {v}")))?;
-        Ok(AvroSchema::parse(s)?)
+        let refs: Vec<SchemaReference> = match v.get("references") {
+            None | Some(Json::Null) => Vec::new(),
+            Some(r) => serde_json::from_value(r.clone()).map_err(|e| self.bad(e))?,
+        };
+        self.with_references(s, &refs, 0)
     }
 
     fn id_usages(&self, id: u32) -> Result<Vec<(String, u32)>, RegistryError> {
@@ -386,7 +441,7 @@ impl SchemaRegistry for RemoteRegistry {
                 seg(subject)
             ),
         };
-        let body = json!({"schema": schema.json(), "schemaType": "AVRO"});
+        let body = schema_body(schema);
         let v = self.call(Method::POST, &path, Some(body))?;
         if v.get("is_compatible").and_then(Json::as_bool) == Some(true) {
             return Ok(Vec::new());
