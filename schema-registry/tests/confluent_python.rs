@@ -104,5 +104,8 @@ fn confluent_kafka_client_uses_schema_references() {
         }]
     );
     assert!(user.schema.json().contains(r#""name":"country""#));
-    assert!(!user.schema.registered_json().contains(r#""name":"country""#));
+    assert!(!user
+        .schema
+        .registered_json()
+        .contains(r#""name":"country""#));
 }
