@@ -25,6 +25,8 @@ pub mod metadata;
 pub mod record;
 pub mod serializer;
 pub mod snapshot;
+pub mod sst;
+pub mod sst_lsm;
 pub mod storage;
 pub mod value;
 pub mod verify;

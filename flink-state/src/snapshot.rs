@@ -367,7 +367,8 @@ impl<'s> FlinkSnapshot<'s> {
                     let header = self.header_of(h)?;
                     let dir = self.restore_files(h)?;
                     for (i, state) in header.states.iter().enumerate() {
-                        lsm.scan(dir.path(), &state.name, &mut |k, v| f(&header, i, k, v))?;
+                        lsm.scan(dir.path(), &state.name, &mut |k, v| f(&header, i, k, v))
+                            .map_err(|e| self.name_native_file(h, e))?;
                     }
                 }
                 None => {}
@@ -528,7 +529,8 @@ impl<'s> FlinkSnapshot<'s> {
                     ctx.emit(&name, Some(kg as i32), line)?;
                 }
                 Ok(())
-            })?;
+            })
+            .map_err(|e| self.name_native_file(h, e))?;
             builder.flush(&mut out);
             for (name, line) in out {
                 ctx.emit(&name, None, line)?;
@@ -539,6 +541,27 @@ impl<'s> FlinkSnapshot<'s> {
 }
 
 impl FlinkSnapshot<'_> {
+    /// An LSM reader's error names a Flink local file (`000034.sst`):
+    /// name the snapshot's file instead.
+    fn name_native_file(&self, h: &KeyedHandle, e: FlinkError) -> FlinkError {
+        let KeyedHandle::Incremental {
+            shared, private, ..
+        } = h
+        else {
+            return e;
+        };
+        match e {
+            FlinkError::File { file, source } => {
+                let found = shared.iter().chain(private).find(|(n, _)| *n == file);
+                let file = found.map_or(file, |(n, sh)| {
+                    format!("{} (RocksDB file {n})", file_label(&self.base, sh))
+                });
+                FlinkError::File { file, source }
+            }
+            e => e,
+        }
+    }
+
     /// Writes a native handle's RocksDB files under their Flink names into
     /// a temporary folder, for the LSM reader.
     fn restore_files(&self, h: &KeyedHandle) -> Result<tempfile::TempDir> {

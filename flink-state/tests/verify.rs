@@ -110,3 +110,42 @@ fn detection_rate_of_single_byte_flips() {
         assert!(seen * 4 >= total, "{file}: only {seen} of {total}");
     }
 }
+
+/// Native savepoints: SST block checksums (XXH3) catch a flipped byte.
+#[test]
+fn flipped_byte_in_a_native_sst_is_found_and_named() {
+    use flink_state::{KeyedHandle, StreamHandle};
+    let src = savepoint_dir("A-p1-noinline", "savepoint-native");
+    let lsm = flink_state::sst_lsm::SstLsm;
+    let clean = verify(&DirStorage::new(&src), "", Some(&lsm));
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    let meta =
+        flink_state::Metadata::parse(&std::fs::read(src.join("_metadata")).unwrap()).unwrap();
+    let sst = meta
+        .operators
+        .iter()
+        .flat_map(|o| &o.subtasks)
+        .filter_map(|s| match &s.managed_keyed {
+            Some(KeyedHandle::Incremental { shared, .. }) => Some(shared),
+            _ => None,
+        })
+        .flatten()
+        .find_map(|(name, h)| match h {
+            StreamHandle::Relative { path, size } if name.ends_with(".sst") && *size > 4000 => {
+                Some(path.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&src, tmp.path());
+    flip(&tmp.path().join(&sst), 100);
+    let r = verify(&DirStorage::new(tmp.path()), "", Some(&lsm));
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.file.starts_with(&sst) && p.message.contains("checksum")),
+        "{:?}",
+        r.problems
+    );
+}
