@@ -63,3 +63,11 @@ pub fn key_group(data: &[u8]) -> usize {
     let _ = crate::value::decode(&Serializer::RowData(types.to_vec()), &mut Reader::new(data));
     n
 }
+
+/// An SST file: footer, index, blocks, checksums, entries.
+pub fn sst(data: &[u8]) -> usize {
+    match crate::sst::SstFile::open(data.to_vec()) {
+        Ok(f) => f.entries().take(100_000).filter(|e| e.is_ok()).count(),
+        Err(_) => 0,
+    }
+}

@@ -55,11 +55,23 @@ fn decoders_survive_mutated_fixture_bytes() {
     )
     .unwrap();
     let block = keyed[2834..5234].to_vec();
+    let native = savepoint_dir("A-p1-noinline", "savepoint-native");
+    let ssts: Vec<Vec<u8>> = std::fs::read_dir(&native)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .filter(|b| b.len() > 1000 && b.len() < 20_000)
+        .collect();
+    assert!(
+        ssts.iter().any(|b| fuzzing::sst(b) > 0),
+        "no SST among the native files"
+    );
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for _ in 0..3000 {
         let _ = fuzzing::metadata(&mutate(&mut rng, &metadata));
         let _ = fuzzing::headers(&mutate(&mut rng, &keyed[..2834]));
         let _ = fuzzing::headers(&mutate(&mut rng, &sql[..4000]));
         let _ = fuzzing::key_group(&mutate(&mut rng, &block));
+        let sst = &ssts[rng.next() as usize % ssts.len()];
+        let _ = fuzzing::sst(&mutate(&mut rng, sst));
     }
 }
