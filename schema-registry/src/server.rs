@@ -249,6 +249,10 @@ pub fn router(registry: Arc<dyn SchemaRegistry>, max_body: usize) -> Router {
             "/subjects/{subject}/versions/{version}/schema",
             get(get_version_schema),
         )
+        .route(
+            "/subjects/{subject}/versions/{version}/referencedby",
+            get(referenced_by),
+        )
         .route("/schemas/ids/{id}", get(get_by_id))
         .route("/schemas/ids/{id}/schema", get(get_by_id_raw))
         .route("/schemas/ids/{id}/versions", get(id_versions))
@@ -355,6 +359,16 @@ async fn get_version_schema(
     let sel = version_of(&v)?;
     let v = blocking(&st, move |r| r.version(&s, sel, false)).await?;
     ok(serde_json::from_str(v.schema.registered_json()).unwrap_or(Json::Null))
+}
+
+async fn referenced_by(
+    State(st): State<AppState>,
+    Path((s, v)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let sel = version_of(&v)?;
+    ok(json!(
+        blocking(&st, move |r| r.referenced_by(&s, sel)).await?
+    ))
 }
 
 async fn delete_version(

@@ -141,6 +141,28 @@ fn registries_store_references_and_resolve_them_when_loading() {
             ("zip".into(), Value::String("?".into())),
         ])
     );
+    // Referenced versions cannot be deleted while live versions use them
+    // (Confluent's 42206); the referencing schemas keep loading afterwards.
+    assert_eq!(
+        reg.referenced_by("address", VersionSelector::Number(1))
+            .unwrap(),
+        [u1.id, o1.id]
+    );
+    let err = reg
+        .delete_version("address", VersionSelector::Number(1), false)
+        .unwrap_err();
+    assert_eq!(err.error_code(), 42206);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "version 1 of subject \"address\" is referenced by schema(s) [{}, {}]: delete those first",
+            u1.id, o1.id
+        )
+    );
+    assert_eq!(
+        reg.delete_subject("user", false).unwrap_err().error_code(),
+        42206
+    );
     // A schema built against another registry's content is refused.
     let forged = AvroSchema::parse_with_references(
         USER,
@@ -157,6 +179,15 @@ fn registries_store_references_and_resolve_them_when_loading() {
         "invalid schema reference com.example.Address to \"address\" version 1: \
          the schema registered there differs from the one given"
     );
+    reg.delete_subject("order", false).unwrap();
+    reg.delete_version("user", VersionSelector::Number(1), false)
+        .unwrap();
+    reg.delete_version("address", VersionSelector::Number(1), false)
+        .unwrap();
+    reg.delete_version("address", VersionSelector::Number(1), true)
+        .unwrap();
+    assert_eq!(reg.schema_by_id(u1.id).unwrap(), user);
+    assert_eq!(reg.schema_by_id(o1.id).unwrap(), order);
     // A reference to a version that does not exist.
     let err = parse_with_references(
         &reg,
@@ -222,6 +253,18 @@ fn remote_client_and_rest_server_carry_references() {
     );
     let o = reg.register("order", &order).unwrap();
     assert_eq!(reg.schema_by_id(o.id).unwrap(), order);
+    assert_eq!(
+        reg.referenced_by("user", VersionSelector::Latest).unwrap(),
+        [o.id]
+    );
+    assert!(matches!(
+        reg.delete_version("user", VersionSelector::Number(1), false),
+        Err(RegistryError::Remote {
+            code: 42206,
+            status: 422,
+            ..
+        })
+    ));
 
     // Raw HTTP: the Confluent shapes.
     let client = reqwest::blocking::Client::new();

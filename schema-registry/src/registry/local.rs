@@ -35,6 +35,10 @@ struct SchemaRecord {
     /// Absent when empty, so records without references are unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     references: Vec<SchemaReference>,
+    /// The global id of each referenced version when registered: ids are
+    /// never removed, so the schema stays loadable whatever is deleted later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reference_ids: Vec<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -224,20 +228,24 @@ impl<S: Storage> Registry<S> {
                 "references nest deeper than {MAX_REFERENCE_DEPTH} levels"
             )));
         }
+        if rec.reference_ids.len() != rec.references.len() {
+            return Err(corrupt(format!(
+                "{} references but {} reference ids",
+                rec.references.len(),
+                rec.reference_ids.len()
+            )));
+        }
         let mut refs = Vec::with_capacity(rec.references.len());
-        for r in &rec.references {
-            // Soft-deleted versions still resolve: a registered schema stays readable.
-            let v = self
-                .select(&r.subject, VersionSelector::Number(r.version), true)
-                .map_err(|e| corrupt(format!("reference {r:?}: {e}")))?;
-            refs.push((r.clone(), self.load_schema_at(v.id, depth + 1)?));
+        for (r, id) in rec.references.iter().zip(&rec.reference_ids) {
+            refs.push((r.clone(), self.load_schema_at(*id, depth + 1)?));
         }
         AvroSchema::parse_with_references(&rec.schema, &refs).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Every reference must name a live version holding the very schema the
-    /// candidate was parsed with.
-    fn check_references(&self, schema: &AvroSchema) -> Result<(), RegistryError> {
+    /// candidate was parsed with; returns their global ids.
+    fn check_references(&self, schema: &AvroSchema) -> Result<Vec<u32>, RegistryError> {
+        let mut ids = Vec::new();
         for (r, referenced) in schema.referenced_schemas() {
             let v = self
                 .select(&r.subject, VersionSelector::Number(r.version), false)
@@ -251,8 +259,45 @@ impl<S: Storage> Registry<S> {
                     reason: "the schema registered there differs from the one given".into(),
                 });
             }
+            ids.push(v.id);
         }
-        Ok(())
+        Ok(ids)
+    }
+
+    /// Ids of the schemas that live versions use and that reference
+    /// `subject`'s `version` (Confluent's `referencedby`).
+    fn referencing_ids(&self, subject: &str, version: u32) -> Result<Vec<u32>, RegistryError> {
+        let mut out = Vec::new();
+        for s in self.subjects(false)? {
+            for r in self.live_records(&s)? {
+                if out.contains(&r.id) {
+                    continue;
+                }
+                let rec: Option<SchemaRecord> = self.read(&id_key(r.id))?;
+                if rec.is_some_and(|rec| {
+                    rec.references
+                        .iter()
+                        .any(|x| x.subject == subject && x.version == version)
+                }) {
+                    out.push(r.id);
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Confluent refuses to delete a version that live schemas reference.
+    fn refuse_if_referenced(&self, subject: &str, version: u32) -> Result<(), RegistryError> {
+        let ids = self.referencing_ids(subject, version)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        Err(RegistryError::ReferenceExists {
+            subject: subject.to_string(),
+            version,
+            ids,
+        })
     }
 
     fn to_subject_version(&self, r: &VersionRecord) -> Result<SubjectVersion, RegistryError> {
@@ -285,7 +330,7 @@ impl<S: Storage> Registry<S> {
     }
 
     /// The global id of `schema`, allocating one with conditional creates if new.
-    fn ensure_id(&self, schema: &AvroSchema) -> Result<u32, RegistryError> {
+    fn ensure_id(&self, schema: &AvroSchema, reference_ids: &[u32]) -> Result<u32, RegistryError> {
         if let Some(id) = self.find_id(schema)? {
             return Ok(id);
         }
@@ -309,6 +354,7 @@ impl<S: Storage> Registry<S> {
                     id,
                     schema: schema.registered_json().to_string(),
                     references: schema.references(),
+                    reference_ids: reference_ids.to_vec(),
                 },
             )
         };
@@ -412,7 +458,7 @@ impl<S: Storage> Registry<S> {
 impl<S: Storage> SchemaRegistry for Registry<S> {
     fn register(&self, subject: &str, schema: &AvroSchema) -> Result<Registered, RegistryError> {
         check_subject(subject)?;
-        self.check_references(schema)?;
+        let reference_ids = self.check_references(schema)?;
         for _ in 0..MAX_RACE_RETRIES {
             let all = self.records(subject)?;
             let live: Vec<VersionRecord> = all.iter().filter(|r| !r.deleted).cloned().collect();
@@ -433,7 +479,7 @@ impl<S: Storage> SchemaRegistry for Registry<S> {
                     issues,
                 });
             }
-            let id = self.ensure_id(schema)?;
+            let id = self.ensure_id(schema, &reference_ids)?;
             let version = all.last().map_or(1, |r| r.version + 1);
             let key = version_key(subject, version);
             let rec = VersionRecord {
@@ -548,6 +594,7 @@ impl<S: Storage> SchemaRegistry for Registry<S> {
         permanent: bool,
     ) -> Result<u32, RegistryError> {
         let r = self.select(subject, version, permanent)?;
+        self.refuse_if_referenced(subject, r.version)?;
         let key = version_key(subject, r.version);
         if permanent {
             if !r.deleted {
@@ -571,6 +618,9 @@ impl<S: Storage> SchemaRegistry for Registry<S> {
         let all = self.records(subject)?;
         if all.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_string()));
+        }
+        for r in &all {
+            self.refuse_if_referenced(subject, r.version)?;
         }
         if permanent {
             if all.iter().any(|r| !r.deleted) {
@@ -634,6 +684,15 @@ impl<S: Storage> SchemaRegistry for Registry<S> {
             .ok_or_else(|| RegistryError::SubjectLevelNotFound(subject.to_string()))?;
         self.storage.delete(&level_key(Some(subject)))?;
         Ok(old)
+    }
+
+    fn referenced_by(
+        &self,
+        subject: &str,
+        version: VersionSelector,
+    ) -> Result<Vec<u32>, RegistryError> {
+        let r = self.select(subject, version, false)?;
+        self.referencing_ids(subject, r.version)
     }
 
     fn test_compatibility(

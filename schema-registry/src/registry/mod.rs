@@ -194,6 +194,12 @@ pub enum RegistryError {
     SubjectNotSoftDeleted(String),
     #[error("version {version} of subject {subject:?} must be soft-deleted before it is permanently deleted")]
     VersionNotSoftDeleted { subject: String, version: u32 },
+    #[error("version {version} of subject {subject:?} is referenced by schema(s) {ids:?}: delete those first")]
+    ReferenceExists {
+        subject: String,
+        version: u32,
+        ids: Vec<u32>,
+    },
     #[error("subject {0:?} has no subject-level compatibility level")]
     SubjectLevelNotFound(String),
     #[error("invalid schema: {0}")]
@@ -253,6 +259,7 @@ impl RegistryError {
             RegistryError::InvalidVersion(_) => 42202,
             RegistryError::InvalidLevel(_) => 42203,
             RegistryError::InvalidSubject(_) => 42208,
+            RegistryError::ReferenceExists { .. } => 42206,
             RegistryError::Incompatible { .. } => 409,
             RegistryError::Remote { code, .. } => *code,
             RegistryError::Storage(_)
@@ -316,6 +323,13 @@ pub trait SchemaRegistry: Send + Sync {
     ) -> Result<(), RegistryError>;
     /// Removes the subject's own level; returns what it was.
     fn delete_subject_level(&self, subject: &str) -> Result<CompatibilityLevel, RegistryError>;
+    /// Ids of the schemas (used by live versions) that reference `subject`'s
+    /// `version` (Confluent's `GET /subjects/{s}/versions/{v}/referencedby`).
+    fn referenced_by(
+        &self,
+        subject: &str,
+        version: VersionSelector,
+    ) -> Result<Vec<u32>, RegistryError>;
     /// Every reason `schema` would be refused under `subject`'s level, checked
     /// against `against` (one version), or as registration would (latest or all).
     fn test_compatibility(

@@ -425,6 +425,19 @@ impl SchemaRegistry for RemoteRegistry {
         self.level_of(&v)
     }
 
+    fn referenced_by(
+        &self,
+        subject: &str,
+        version: VersionSelector,
+    ) -> Result<Vec<u32>, RegistryError> {
+        let v = self.call(
+            Method::GET,
+            &format!("/subjects/{}/versions/{version}/referencedby", seg(subject)),
+            None,
+        )?;
+        serde_json::from_value(v).map_err(|e| self.bad(e))
+    }
+
     fn test_compatibility(
         &self,
         subject: &str,

@@ -85,6 +85,13 @@ assert user2_id not in (user_id, addr_id)
 assert fresh().get_versions("user-value") == [1, 2]
 assert refs_of(fresh().get_schema(user2_id)) == [("com.example.Address", "address-value", 2)]
 
+# Who references what; a referenced version cannot be deleted (42206).
+assert fresh().get_referenced_by("address-value", 1) == [user_id]
+assert fresh().get_referenced_by("address-value", 2) == [user2_id]
+assert fresh().get_referenced_by("user-value", 1) == []
+expect_error(42206, fresh().delete_version, "address-value", 1)
+expect_error(42206, fresh().delete_subject, "address-value")
+
 try:
     from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
@@ -103,5 +110,13 @@ else:
     # The deserializer fetches the writer schema by id and its references by version.
     assert AvroDeserializer(fresh())(data, ctx) == value
     print("serializer round trip through references: OK")
+
+# Once its referencer is gone, a version can go; the referencer's id still
+# resolves (the registry keeps the referenced schema ids).
+assert fresh().delete_version("user-value", 1) == 1
+assert fresh().get_referenced_by("address-value", 1) == []
+assert fresh().delete_version("address-value", 1) == 1
+assert fresh().delete_version("address-value", 1, permanent=True) == 1
+assert refs_of(fresh().get_schema(user_id)) == [("com.example.Address", "address-value", 1)]
 
 print("confluent-kafka references e2e: OK")
