@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod record;
 pub mod serializer;
 pub mod snapshot;
+pub mod sqlplan;
 pub mod sst;
 pub mod sst_lsm;
 pub mod storage;

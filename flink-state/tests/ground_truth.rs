@@ -102,3 +102,22 @@ fn a_p1_noinline_native_and_incremental_checkpoint() {
 fn a_p2_native_and_incremental_checkpoint() {
     check_native("A-p2");
 }
+
+/// With the job's plan, SQL rows get their field names.
+#[test]
+fn c_sql_rows_named_from_the_plan() {
+    let plan = std::fs::read_to_string(fixtures().join("C-sql-interval-join/plan.txt")).unwrap();
+    let names = flink_state::sqlplan::join_names(&plan, "IntervalJoin").unwrap();
+    let dir = savepoint_dir("C-sql-interval-join", "savepoint-canonical");
+    let mut lines = dump_all(&dir, "", None);
+    let right = lines
+        .iter_mut()
+        .find(|l| l.get("state") == Some(&flink_state::Json::str("IntervalJoinRightCache")))
+        .unwrap();
+    names.rename_line(right);
+    let v: serde_json::Value = serde_json::from_str(&right.to_line()).unwrap();
+    assert!(v["key"]["user_id"].is_string(), "{v}");
+    let row = &v["value"][0][1][0][0];
+    assert!(row["play_id"].as_str().unwrap().starts_with("play-"), "{v}");
+    assert!(row["rowtime"].is_i64(), "{v}");
+}
