@@ -319,6 +319,37 @@ fn union_branch_selection_follows_java() {
     );
 }
 
+#[test]
+fn named_union_branches_match_by_full_name_after_aliases_like_java() {
+    // Java's firstMatchingBranch matches an enum or fixed branch by full name
+    // only (records also structurally): the compatibility check accepts this
+    // pair (short names equal) but Java's decoder, and ours, fail its datums.
+    let w = r#"{"type":"enum","name":"a.E","symbols":["X"]}"#;
+    let r = r#"["null",{"type":"enum","name":"b.E","symbols":["X"]}]"#;
+    assert!(check_compatibility(&s(r), &s(w)).is_empty());
+    assert_eq!(
+        per_datum(w, r, &Value::Enum(0, "X".into())),
+        Err(DecodeError::Unresolvable {
+            offset: 0,
+            path: "/".into(),
+            reason: "Found a.E, expecting union".into()
+        })
+    );
+    // A reader alias renames the writer type first, so the branch matches.
+    let r = r#"["null",{"type":"enum","name":"b.E","aliases":["a.E"],"symbols":["X"]}]"#;
+    assert_eq!(
+        per_datum(w, r, &Value::Enum(0, "X".into())),
+        Ok(Value::Union(1, Box::new(Value::Enum(0, "X".into()))))
+    );
+    // Equivalent unions map branch to branch.
+    let u = r#"["null",{"type":"record","name":"P","fields":[{"name":"x","type":"int"}]}]"#;
+    let datum = Value::Union(
+        1,
+        Box::new(Value::Record(vec![("x".into(), Value::Int(8))])),
+    );
+    assert_eq!(per_datum(u, u, &datum), Ok(datum));
+}
+
 const TYPES: [&str; 7] = [
     r#""int""#,
     r#""long""#,
