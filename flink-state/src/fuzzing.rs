@@ -66,7 +66,7 @@ pub fn key_group(data: &[u8]) -> usize {
 
 /// An SST file: footer, index, blocks, checksums, entries.
 pub fn sst(data: &[u8]) -> usize {
-    match crate::sst::SstFile::open(data.to_vec()) {
+    match crate::sst::SstFile::open(Box::new(data.to_vec())) {
         Ok(f) => f.entries().take(100_000).filter(|e| e.is_ok()).count(),
         Err(_) => 0,
     }

@@ -31,8 +31,50 @@ struct Handle {
     size: u64,
 }
 
+/// Positional reads of a file's bytes: an SST is read block by block, so
+/// memory stays one block per open file (plus its index).
+pub trait ReadAt {
+    fn size(&self) -> u64;
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>>;
+}
+
+impl ReadAt for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let start = usize::try_from(offset).map_err(|_| bad("offset"))?;
+        let end = start
+            .checked_add(len)
+            .ok_or_else(|| bad("offset overflow"))?;
+        self.get(start..end)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| bad(format!("{len} bytes at {start} past the end of the file")))
+    }
+}
+
+impl ReadAt for std::fs::File {
+    fn size(&self) -> u64 {
+        self.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        if offset.saturating_add(len as u64) > self.size() {
+            return Err(bad(format!(
+                "{len} bytes at {offset} past the end of the file"
+            )));
+        }
+        let mut buf = vec![0; len];
+        self.read_exact_at(&mut buf, offset)
+            .map_err(|e| bad(format!("reading at {offset}: {e}")))?;
+        Ok(buf)
+    }
+}
+
 pub struct SstFile {
-    data: Vec<u8>,
+    src: Box<dyn ReadAt>,
     pub column_family: String,
     pub merge_operator: String,
     checksum_type: u8,
@@ -74,14 +116,13 @@ fn handle(b: &[u8], pos: &mut usize) -> Result<Handle> {
 }
 
 impl SstFile {
-    pub fn open(data: Vec<u8>) -> Result<SstFile> {
-        let n = data.len();
-        let footer = data
-            .get(
-                n.checked_sub(FOOTER_LEN)
-                    .ok_or_else(|| bad("shorter than an SST footer"))?..,
-            )
-            .unwrap_or(&[]);
+    pub fn open(src: Box<dyn ReadAt>) -> Result<SstFile> {
+        let n = src.size();
+        let at = n
+            .checked_sub(FOOTER_LEN as u64)
+            .ok_or_else(|| bad("shorter than an SST footer"))?;
+        let footer = src.read_at(at, FOOTER_LEN)?;
+        let footer = footer.as_slice();
         let magic = u64::from_le_bytes(
             footer
                 .get(45..53)
@@ -102,7 +143,7 @@ impl SstFile {
         let metaindex = handle(footer, &mut pos)?;
         let index = handle(footer, &mut pos)?;
         let mut f = SstFile {
-            data,
+            src,
             column_family: String::new(),
             merge_operator: String::new(),
             checksum_type,
@@ -129,18 +170,14 @@ impl SstFile {
     fn block(&self, h: Handle) -> Result<Vec<u8>> {
         let start = usize::try_from(h.offset).map_err(|_| bad("block offset"))?;
         let len = usize::try_from(h.size).map_err(|_| bad("block size"))?;
-        let end = start
-            .checked_add(len)
-            .and_then(|e| e.checked_add(TRAILER_LEN))
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| {
-                bad(format!(
-                    "block at {start} (+{len}) past the end of the file"
-                ))
-            })?;
-        let contents = &self.data[start..start + len];
-        let kind = self.data[start + len];
-        let stored = fixed32(&self.data, end - 4)?;
+        let bytes = self.src.read_at(
+            h.offset,
+            len.checked_add(TRAILER_LEN)
+                .ok_or_else(|| bad("block size"))?,
+        )?;
+        let contents = &bytes[..len];
+        let kind = bytes[len];
+        let stored = fixed32(&bytes, len + 1)?;
         self.check(contents, kind, stored, start)?;
         match kind {
             0 => Ok(contents.to_vec()),

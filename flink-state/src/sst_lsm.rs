@@ -52,12 +52,12 @@ fn files_of(dir: &Path, column_family: &str) -> Result<Vec<(String, SstFile)>> {
     for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
         let p = e.map_err(|e| io(dir, e))?.path();
         if p.extension().is_some_and(|x| x == "sst") {
-            let bytes = std::fs::read(&p).map_err(|e| io(&p, e))?;
+            let file = std::fs::File::open(&p).map_err(|e| io(&p, e))?;
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let f = SstFile::open(bytes).map_err(|e| e.in_file(&name))?;
+            let f = SstFile::open(Box::new(file)).map_err(|e| e.in_file(&name))?;
             if f.column_family == column_family {
                 files.push((name, f));
             }
