@@ -1,5 +1,5 @@
-//! Dump throughput of Flink canonical savepoints: the largest fixture
-//! (repeated) and a synthetic savepoint of at least 1 M entries written by
+//! Dump throughput of Flink savepoints: the largest fixture, canonical
+//! and native (repeated), and a synthetic canonical savepoint of at least 1 M entries written by
 //! the format writer. Prints entries/s, lines/s and peak RSS (VmHWM).
 //!
 //!   cargo run --release -p flink-state --bin bench-flink-dump [KEYS]
@@ -19,7 +19,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Dumps every operator `rounds` times, each line written as JSON text.
-fn dump(dir: &Path, rounds: u32) -> (u64, u64, f64) {
+fn dump(dir: &Path, rounds: u32, lsm: Option<&dyn flink_state::LsmScanner>) -> (u64, u64, f64) {
     let storage = DirStorage::new(dir);
     let (mut entries, mut lines, mut bytes) = (0u64, 0u64, 0usize);
     let start = Instant::now();
@@ -27,10 +27,17 @@ fn dump(dir: &Path, rounds: u32) -> (u64, u64, f64) {
         let snap = FlinkSnapshot::open(&storage, "").expect("open");
         for op in &snap.metadata.operators {
             let r = snap
-                .dump(op, &DumpOptions::default(), &mut |j| {
-                    bytes += j.to_line().len();
-                    Ok(())
-                })
+                .dump(
+                    op,
+                    &DumpOptions {
+                        lsm,
+                        ..Default::default()
+                    },
+                    &mut |j| {
+                        bytes += j.to_line().len();
+                        Ok(())
+                    },
+                )
                 .expect("dump");
             entries += r.entries;
             lines += r.lines;
@@ -56,7 +63,16 @@ fn main() {
         .unwrap_or(250_000);
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flink");
     let largest = fixtures.join("A-p1-noinline/savepoint-canonical/savepoint-639eaf-1498e4b5f26e");
-    report("fixture A-p1-noinline canonical x200", dump(&largest, 200));
+    report(
+        "fixture A-p1-noinline canonical x200",
+        dump(&largest, 200, None),
+    );
+    let native = fixtures.join("A-p1-noinline/savepoint-native/savepoint-639eaf-1bdc264ad33d");
+    let lsm = flink_state::sst_lsm::SstLsm;
+    report(
+        "fixture A-p1-noinline native (SSTs) x50",
+        dump(&native, 50, Some(&lsm)),
+    );
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let spec = SyntheticSpec {
@@ -74,5 +90,5 @@ fn main() {
         t.elapsed().as_secs_f64(),
         size as f64 / (1 << 20) as f64
     );
-    report("synthetic canonical savepoint", dump(tmp.path(), 1));
+    report("synthetic canonical savepoint", dump(tmp.path(), 1, None));
 }
