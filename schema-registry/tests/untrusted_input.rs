@@ -18,6 +18,13 @@ const READER: &str = r#"{"type":"record","name":"R","fields":[
   {"name":"e","type":{"type":"enum","name":"E","symbols":["Y","X","Z"]}},
   {"name":"f","type":"string"},{"name":"z","type":{"type":"array","items":"int"},"default":[1,2]}]}"#;
 
+/// Incompatible with RICH (a union branch, array items, enum symbols and a
+/// record field it cannot read): resolved datum by datum.
+const PARTIAL: &str = r#"{"type":"record","name":"R","fields":[
+  {"name":"b","type":["null","long"]},{"name":"c","type":{"type":"array","items":"int"}},
+  {"name":"e","type":{"type":"enum","name":"E","symbols":["Y"]}},
+  {"name":"g","type":"int"},{"name":"next","type":["null","R"]}]}"#;
+
 fn schemas() -> (AvroSchema, AvroSchema, Resolver) {
     let w = AvroSchema::parse(RICH).unwrap();
     let r = AvroSchema::parse(READER).unwrap();
@@ -66,6 +73,22 @@ proptest! {
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         let (w, _, res) = schemas();
         all_decoders(&w, &res, &bytes);
+    }
+
+    /// A per-datum plan full of error ops over hostile bytes: errors, never panics.
+    #[test]
+    fn per_datum_plans_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        pos in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let w = AvroSchema::parse(RICH).unwrap();
+        let res = Resolver::compile_per_datum(&w, &AvroSchema::parse(PARTIAL).unwrap()).unwrap();
+        all_decoders(&w, &res, &bytes);
+        let mut valid = encode_value(&w, &sample()).unwrap();
+        let i = pos.index(valid.len());
+        valid[i] = byte;
+        all_decoders(&w, &res, &valid);
     }
 
     #[test]

@@ -15,6 +15,12 @@ const READER: &str = r#"{"type":"record","name":"R","fields":[
   {"name":"e","type":{"type":"enum","name":"E","symbols":["Y","Z"],"default":"Z"}},
   {"name":"f","type":"string"},{"name":"z","type":"int","default":1}]}"#;
 
+/// Incompatible with WRITER: resolved datum by datum (error ops inside).
+const PARTIAL: &str = r#"{"type":"record","name":"R","fields":[
+  {"name":"b","type":["null","long"]},{"name":"c","type":{"type":"array","items":"int"}},
+  {"name":"e","type":{"type":"enum","name":"E","symbols":["Y"]}},
+  {"name":"next","type":["null","R"]}]}"#;
+
 fuzz_target!(|data: &[u8]| {
     let (Ok(w), Ok(r)) = (AvroSchema::parse(WRITER), AvroSchema::parse(READER)) else { return };
     let _ = decode_value(&w, data);
@@ -22,5 +28,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = res.resolve_value(data);
         let mut out = Vec::new();
         let _ = res.resolve_bytes(data, &mut out);
+    }
+    if let Ok(p) = AvroSchema::parse(PARTIAL) {
+        if let Ok(res) = Resolver::compile_per_datum(&w, &p) {
+            let _ = res.resolve_value(data);
+            let mut out = Vec::new();
+            let _ = res.resolve_bytes(data, &mut out);
+        }
     }
 });
