@@ -5,6 +5,8 @@
 //! the input. Sub-plans whose output bytes equal their input bytes (same
 //! structure, `int`->`long`, `string`<->`bytes`, identity enums) are marked
 //! `copy`: they are validated without writing and then copied with one memcpy.
+//! What the reader cannot read compiles to an error op (Java's lazy
+//! `ErrorAction`), so only the datums that reach it fail.
 
 use std::collections::HashMap;
 use std::sync::Arc;
