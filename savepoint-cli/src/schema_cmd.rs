@@ -11,8 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use schema_registry::{
-    check_compatibility, decode_value, open_registry, value_to_json, AvroSchema,
-    CompatibilityLevel, Incompatibility, ResolveError, Resolver, SchemaRegistry, VersionSelector,
+    check_compatibility, decode_value, open_registry, parse_with_references, value_to_json,
+    AvroSchema, CompatibilityLevel, DecodeError, Incompatibility, Resolver, SchemaRegistry,
+    VersionSelector,
 };
 use serde_json::{json, Value as Json};
 
@@ -44,6 +45,10 @@ pub enum SchemaCmd {
         /// Path of the .avsc file.
         #[arg(long)]
         schema: PathBuf,
+        /// Confluent schema reference NAME=SUBJECT:VERSION (repeatable): the
+        /// named type NAME of SUBJECT's VERSION (a number or `latest`).
+        #[arg(long = "reference", value_name = "NAME=SUBJECT:VERSION")]
+        references: Vec<String>,
     },
     /// List subjects, or the versions of one subject.
     List {
@@ -109,6 +114,9 @@ pub enum SchemaCmd {
         subject: String,
         #[arg(long)]
         schema: PathBuf,
+        /// Confluent schema reference NAME=SUBJECT:VERSION (repeatable).
+        #[arg(long = "reference", value_name = "NAME=SUBJECT:VERSION")]
+        references: Vec<String>,
     },
     /// Can a reader with R read data written with W? (exit 0 yes, 1 no, 2 error)
     Compat {
@@ -142,13 +150,12 @@ pub fn run_to(cmd: SchemaCmd, output: OutputFormat, out: &mut dyn Write) -> Resu
             registry,
             subject,
             schema,
-        } => register(
-            &*open(&registry)?,
-            &subject,
-            &read_schema(&schema)?,
-            output,
-            out,
-        ),
+            references,
+        } => {
+            let reg = open(&registry)?;
+            let schema = read_schema_with_references(&*reg, &schema, &references)?;
+            register(&*reg, &subject, &schema, output, out)
+        }
         SchemaCmd::List {
             registry,
             subject,
@@ -201,13 +208,12 @@ pub fn run_to(cmd: SchemaCmd, output: OutputFormat, out: &mut dyn Write) -> Resu
             registry,
             subject,
             schema,
-        } => check(
-            &*open(&registry)?,
-            &subject,
-            &read_schema(&schema)?,
-            output,
-            out,
-        ),
+            references,
+        } => {
+            let reg = open(&registry)?;
+            let schema = read_schema_with_references(&*reg, &schema, &references)?;
+            check(&*reg, &subject, &schema, output, out)
+        }
         SchemaCmd::Compat { writer, reader } => {
             compat(&read_schema(&writer)?, &read_schema(&reader)?, output, out)
         }
@@ -237,6 +243,32 @@ fn read_schema(path: &Path) -> Result<AvroSchema, CmdError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(AvroSchema::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+}
+
+/// A schema file using named types of other subjects' versions, each given
+/// as `NAME=SUBJECT:VERSION`, resolved in `reg`.
+fn read_schema_with_references(
+    reg: &dyn SchemaRegistry,
+    path: &Path,
+    references: &[String],
+) -> Result<AvroSchema, CmdError> {
+    if references.is_empty() {
+        return read_schema(path);
+    }
+    let mut refs = Vec::with_capacity(references.len());
+    for r in references {
+        let parsed = r.split_once('=').and_then(|(name, rest)| {
+            let (subject, v) = rest.rsplit_once(':')?;
+            Some((name, subject, v))
+        });
+        let Some((name, subject, v)) = parsed else {
+            return Err(format!("--reference {r:?}: expected NAME=SUBJECT:VERSION").into());
+        };
+        refs.push((name.to_string(), subject.to_string(), version(v)?));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(parse_with_references(reg, &text, &refs).map_err(|e| format!("{}: {e}", path.display()))?)
 }
 
 fn version(s: &str) -> Result<VersionSelector, CmdError> {
@@ -567,15 +599,20 @@ fn decode(
     let value = if writer == reader {
         decode_value(writer, bytes)?
     } else {
-        match Resolver::compile(writer, reader) {
-            Ok(r) => r.resolve_value(bytes)?,
-            Err(ResolveError::Incompatible(found)) => {
+        // Datum by datum, as the specification: an incompatible pair still
+        // resolves the datums that avoid what the reader cannot read.
+        match Resolver::compile_per_datum(writer, reader)?.resolve_value(bytes) {
+            Ok(v) => v,
+            Err(e @ (DecodeError::Unresolvable { .. } | DecodeError::UnknownEnumSymbol { .. })) => {
+                let found = check_compatibility(reader, writer);
                 let lines: Vec<String> = found.iter().map(|i| i.to_string()).collect();
                 let table = format!(
-                    "cannot resolve: the reader cannot read the writer's data\n{}",
+                    "cannot resolve this datum: {e}\nthe reader cannot read every datum of the writer:\n{}",
                     issues_table(&lines)
                 );
-                emit(out, output, &incompat_json(&found), &table)?;
+                let mut j = incompat_json(&found);
+                j["error"] = json!(e.to_string());
+                emit(out, output, &j, &table)?;
                 return Ok(1);
             }
             Err(e) => return Err(e.into()),
@@ -682,6 +719,7 @@ mod tests {
             registry: env.registry(),
             subject: s.into(),
             schema: p.clone(),
+            references: Vec::new(),
         };
         assert_eq!(exec(reg("imp", &v1), OutputFormat::Table).0, 0);
         assert_eq!(exec(reg("imp", &v2), OutputFormat::Table).0, 0);
@@ -690,6 +728,7 @@ mod tests {
                 registry: env.registry(),
                 subject: "imp".into(),
                 schema: v3.clone(),
+                references: Vec::new(),
             },
             OutputFormat::Json,
         );
@@ -756,5 +795,97 @@ mod tests {
             j,
             json!({"id": 5, "row": 3, "device": {"string": "tv"}, "country": "??"})
         );
+    }
+
+    #[test]
+    fn register_and_check_with_schema_references() {
+        let env = Env::new();
+        let address = env.file(
+            "address.avsc",
+            br#"{"type":"record","name":"com.example.Address","fields":[{"name":"city","type":"string"}]}"#,
+        );
+        let user = env.file(
+            "user.avsc",
+            br#"{"type":"record","name":"com.example.User","fields":[{"name":"home","type":"com.example.Address"}]}"#,
+        );
+        let register =
+            |subject: &str, schema: &PathBuf, references: Vec<String>| SchemaCmd::Register {
+                registry: env.registry(),
+                subject: subject.into(),
+                schema: schema.clone(),
+                references,
+            };
+        assert_eq!(
+            exec(register("address", &address, vec![]), OutputFormat::Table).0,
+            0
+        );
+        let r = vec!["com.example.Address=address:1".to_string()];
+        let (code, text) = exec(register("user", &user, r.clone()), OutputFormat::Table);
+        assert_eq!((code, text.trim()), (0, "registered user version 1 (id 2)"));
+        let (code, _) = exec(
+            SchemaCmd::Check {
+                registry: env.registry(),
+                subject: "user".into(),
+                schema: user.clone(),
+                references: vec!["com.example.Address=address:latest".into()],
+            },
+            OutputFormat::Json,
+        );
+        assert_eq!(code, 0);
+        let err = run_to(
+            register("user", &user, vec!["nope".into()]),
+            OutputFormat::Table,
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--reference \"nope\": expected NAME=SUBJECT:VERSION"
+        );
+        // Without the reference the type is unknown.
+        assert!(run_to(
+            register("user", &user, vec![]),
+            OutputFormat::Table,
+            &mut Vec::new()
+        )
+        .is_err());
+        let stored = open_registry(&env.registry().registry)
+            .unwrap()
+            .version("user", VersionSelector::Latest, false)
+            .unwrap();
+        assert_eq!(stored.schema.references()[0].subject, "address");
+    }
+
+    #[test]
+    fn decode_resolves_datum_by_datum_and_names_what_it_cannot_read() {
+        let env = Env::new();
+        let w = env.file("w.avsc", br#"["int","string"]"#);
+        let r = env.file("r.avsc", br#""long""#);
+        // Branch 0 (int 3): readable although the schemas are incompatible.
+        let (code, text) = exec(
+            SchemaCmd::Decode {
+                writer: w.clone(),
+                reader: Some(r.clone()),
+                input: env.file("int.bin", &[0, 6]),
+            },
+            OutputFormat::Json,
+        );
+        assert_eq!((code, text.trim()), (0, "3"));
+        // Branch 1 (string "x"): the reader has no branch for it.
+        let (code, text) = exec(
+            SchemaCmd::Decode {
+                writer: w,
+                reader: Some(r),
+                input: env.file("str.bin", &[2, 2, b'x']),
+            },
+            OutputFormat::Json,
+        );
+        assert_eq!(code, 1);
+        let j: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            j["error"],
+            json!("datum at byte 1 cannot be resolved at / of the reader schema: Found string, expecting long")
+        );
+        assert_eq!(j["incompatibilities"][0]["kind"], json!("TYPE_MISMATCH"));
     }
 }
