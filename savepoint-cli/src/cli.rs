@@ -76,6 +76,12 @@ savepoint dump /data/savepoints/sp1 --state impressions --key 42,7\n  savepoint 
         checkpoint: CheckpointArg,
         #[arg(long)]
         state: String,
+        /// Flink sources: the operator (uid, name or id; default: the one holding --state).
+        #[arg(long)]
+        operator: Option<String>,
+        /// Flink SQL sources: the job's EXPLAIN output, to name the fields of rows (else f0, f1, ...).
+        #[arg(long)]
+        sql_plan: Option<PathBuf>,
         /// Only this key.
         #[arg(long)]
         key: Option<String>,
@@ -100,6 +106,9 @@ savepoint get /data/savepoints/sp1 --state impressions --key 42,7 --user-key 170
         checkpoint: CheckpointArg,
         #[arg(long)]
         state: String,
+        /// Flink sources: the operator (uid, name or id; default: the one holding --state).
+        #[arg(long)]
+        operator: Option<String>,
         #[arg(long)]
         key: String,
         /// Map state: one user key (default: all of the key's entries).
@@ -246,6 +255,24 @@ savepoint diff /data/savepoints/before /data/savepoints/after --limit 100 --outp
         /// Delete for real.
         #[arg(long)]
         confirm: bool,
+    },
+
+    /// One operator's keyed state of an Apache Flink savepoint or checkpoint as a savepoint of this toolkit.
+    #[command(
+        after_help = "Values become standard Avro (Flink's AvroSerializer and primitive serializers are not), \
+keys UTF-8 or order-preserving i64; states without an Avro form are listed as skipped. Then dump, diff, verify, \
+migrate and compact work on the result.\n\nExamples:\n  savepoint convert /flink/savepoints/savepoint-1a2b3c --operator keyed-avro-state --to /data/savepoints/from-flink\n  \
+savepoint convert /flink/ckpt/<job-id> --checkpoint latest --operator my-uid --to s3://state/savepoints/from-flink"
+    )]
+    Convert {
+        src: String,
+        #[command(flatten)]
+        checkpoint: CheckpointArg,
+        /// The operator: uid, name or 32-hex-digit id.
+        #[arg(long)]
+        operator: String,
+        #[arg(long)]
+        to: String,
     },
 
     /// Schema registry commands.

@@ -138,6 +138,10 @@ fn bytes_str(b: u64) -> String {
 }
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome, CmdError> {
+    // Apache Flink sources are recognised by their _metadata and read by flink-state.
+    if let Some(outcome) = crate::flink::try_run(ctx, &cmd)? {
+        return Ok(outcome);
+    }
     match cmd {
         Command::Ls { job } => ls(&job),
         Command::Inspect {
@@ -161,6 +165,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome, CmdError> {
             key_group,
             limit,
             format,
+            ..
         } => {
             let (url, _guard) = materialize(ctx, resolve(&src, &checkpoint)?)?;
             dump(&url, &state, key.as_deref(), None, key_group, limit, format)
@@ -171,6 +176,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome, CmdError> {
             state,
             key,
             user_key,
+            ..
         } => {
             let (url, _guard) = materialize(ctx, resolve(&src, &checkpoint)?)?;
             get(&url, &state, &key, user_key.as_deref())
@@ -241,6 +247,7 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<Outcome, CmdError> {
             older_than,
             confirm,
         } => gc(&job, retain, older_than.into(), confirm),
+        Command::Convert { src, .. } => Err(format!("{src}: not a Flink snapshot").into()),
         Command::Schema(_) => Err("schema commands are dispatched by main".into()),
     }
 }

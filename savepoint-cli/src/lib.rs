@@ -2,6 +2,8 @@
 
 pub mod cli;
 pub mod commands;
+pub mod flink;
+pub mod flink_convert;
 pub mod keys;
 pub mod progress;
 pub mod schema_cmd;
