@@ -6,9 +6,9 @@
 
 use crate::cli::{CheckpointArg, Command, DumpFormat};
 use crate::commands::{CmdError, Ctx, Outcome};
+use crate::flink_rocksdb::FlinkLsm;
 use checkpoint_store::object_store::{path::Path as StorePath, ObjectStore};
 use flink_state::inspect::{inspect, render_text};
-use flink_state::sst_lsm::SstLsm;
 use flink_state::verify::verify;
 use flink_state::{
     is_flink_metadata, DirStorage, DumpOptions, FlinkError, FlinkSnapshot, Json, Storage,
@@ -192,7 +192,7 @@ pub fn try_run(ctx: &Ctx, cmd: &Command) -> Result<Option<Outcome>, CmdError> {
                 return Ok(None);
             };
             let snap = FlinkSnapshot::open(f.storage.as_ref(), &f.base)?;
-            let j = inspect(&snap, *deep, Some(&SstLsm));
+            let j = inspect(&snap, *deep, Some(&FlinkLsm));
             Outcome {
                 json: to_serde(&j),
                 table: render_text(&j),
@@ -430,7 +430,7 @@ fn dump(
     let op = pick_operator(&snap, operator, state)?;
     let opts = DumpOptions {
         state: Some(state.to_string()),
-        lsm: Some(&SstLsm),
+        lsm: Some(&FlinkLsm),
         check_key_groups: false,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -477,7 +477,7 @@ fn dump(
 }
 
 fn verify_cmd(f: &Found) -> Outcome {
-    let r = verify(f.storage.as_ref(), &f.base, Some(&SstLsm));
+    let r = verify(f.storage.as_ref(), &f.base, Some(&FlinkLsm));
     let mut table = String::new();
     // Files are named relative to the storage root: print them in full.
     let full = |file: &str| match file {

@@ -6,11 +6,11 @@
 //! (and Avro tools) work on the result.
 
 use crate::commands::{CmdError, Ctx, Outcome};
+use crate::flink_rocksdb::FlinkLsm;
 use flink_state::convert::{
     convert_entry, convert_timer, key_form_of, plan, ConvertedValue, KeyForm, StatePlan, TargetKind,
 };
 use flink_state::entry::key_group_prefix_len;
-use flink_state::sst_lsm::SstLsm;
 use flink_state::{FlinkError, FlinkSnapshot, StateKind};
 use serde_json::json;
 use state_core::envelope::{encode, push_list_element};
@@ -85,7 +85,7 @@ pub fn convert(
     let key_form = key_form_of(&header);
     let (mut entries, mut timers) = (0u64, 0u64);
     let mut w = store.raw_writer();
-    snap.scan_raw(op, Some(&SstLsm), &mut |h, idx, k, v| {
+    snap.scan_raw(op, Some(&FlinkLsm), &mut |h, idx, k, v| {
         let Some(state) = h.states.get(idx) else {
             return Ok(());
         };

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod commands;
 pub mod flink;
 pub mod flink_convert;
+pub mod flink_rocksdb;
 pub mod keys;
 pub mod progress;
 pub mod schema_cmd;
