@@ -1,5 +1,5 @@
 //! A reader of RocksDB block-based table files (SSTs) as Flink's FRocksDB
-//! writes them (format_version 2-5, binary-search index, snappy or no
+//! writes them (format_version 2-6, binary-search index, snappy or no
 //! compression, bytewise keys): the entries of one file in order, with
 //! sequence number and type. Layout notes: docs/flink-format.md, "SST files".
 
@@ -8,6 +8,7 @@ use crate::error::{FlinkError, Result};
 const MAGIC: u64 = 0x88e2_41b7_85f4_cff7;
 const FOOTER_LEN: usize = 53;
 const TRAILER_LEN: usize = 5;
+const EXTENDED_MAGIC: [u8; 4] = [0x3e, 0x00, 0x7a, 0x00];
 
 /// An entry's type, from the low byte of its internal key's trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,11 +74,16 @@ impl ReadAt for std::fs::File {
     }
 }
 
+/// (name, value) of each table property, and the index handle (format 6).
+type Properties = (Vec<(String, Vec<u8>)>, Option<Handle>);
+
 pub struct SstFile {
     src: Box<dyn ReadAt>,
     pub column_family: String,
     pub merge_operator: String,
     checksum_type: u8,
+    /// Format 6 mixes the block offset into each checksum (0 = off).
+    base_context: u32,
     data_blocks: Vec<Handle>,
 }
 
@@ -133,23 +139,38 @@ impl SstFile {
             return Err(bad(format!("not a block-based SST (magic {magic:#x})")));
         }
         let version = fixed32(footer, 41)?;
-        if !(2..=5).contains(&version) {
-            return Err(bad(format!(
-                "SST format_version {version} (2 to 5 are read)"
-            )));
-        }
         let checksum_type = footer[0];
-        let mut pos = 1;
-        let metaindex = handle(footer, &mut pos)?;
-        let index = handle(footer, &mut pos)?;
+        let (metaindex, index, base_context) = match version {
+            2..=5 => {
+                let mut pos = 1;
+                (
+                    handle(footer, &mut pos)?,
+                    Some(handle(footer, &mut pos)?),
+                    0,
+                )
+            }
+            // Version 6: the footer gives the metaindex size (the block
+            // ends right before the footer) and a per-file checksum
+            // context; the index handle moved into the metaindex.
+            6 if footer.get(1..5) == Some(&EXTENDED_MAGIC[..]) => {
+                let size = u64::from(fixed32(footer, 13)?);
+                let offset = at
+                    .checked_sub(size + TRAILER_LEN as u64)
+                    .ok_or_else(|| bad("metaindex size"))?;
+                (Handle { offset, size }, None, fixed32(footer, 9)?)
+            }
+            v => return Err(bad(format!("SST format_version {v} (2 to 6 are read)"))),
+        };
         let mut f = SstFile {
             src,
             column_family: String::new(),
             merge_operator: String::new(),
             checksum_type,
+            base_context,
             data_blocks: Vec::new(),
         };
-        let props = f.properties(metaindex)?;
+        let (props, meta_index) = f.properties(metaindex)?;
+        let index = index.or(meta_index).ok_or_else(|| bad("no index block"))?;
         let prop = |k: &str| {
             props
                 .iter()
@@ -211,7 +232,7 @@ impl SstFile {
             }
             _ => return Ok(()),
         };
-        if computed != stored {
+        if computed.wrapping_add(self.context_modifier(at as u64)) != stored {
             return Err(bad(format!(
                 "checksum mismatch in the block at offset {at}"
             )));
@@ -219,22 +240,35 @@ impl SstFile {
         Ok(())
     }
 
-    fn properties(&self, metaindex: Handle) -> Result<Vec<(String, Vec<u8>)>> {
+    /// RocksDB's ChecksumModifierForContext (format 6).
+    fn context_modifier(&self, offset: u64) -> u32 {
+        if self.base_context == 0 {
+            return 0;
+        }
+        self.base_context ^ (offset as u32).wrapping_add((offset >> 32) as u32)
+    }
+
+    /// The properties, and the index handle when the metaindex has it.
+    fn properties(&self, metaindex: Handle) -> Result<Properties> {
         let meta = self.block(metaindex)?;
-        let mut props = None;
+        let (mut props, mut index) = (None, None);
         for (k, v) in block_entries(&meta, false)? {
             if k == b"rocksdb.properties" {
                 props = Some(handle(&v, &mut 0)?);
+            }
+            if k == b"rocksdb.index" {
+                index = Some(handle(&v, &mut 0)?);
             }
             if k == b"rocksdb.range_del" {
                 return Err(bad("range deletions are not read"));
             }
         }
         let block = self.block(props.ok_or_else(|| bad("no properties block"))?)?;
-        Ok(block_entries(&block, false)?
+        let props = block_entries(&block, false)?
             .into_iter()
             .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
-            .collect())
+            .collect();
+        Ok((props, index))
     }
 
     /// The data-block handles, in key order. Delta-encoded index values

@@ -103,13 +103,13 @@ mod tests {
 
     /// A RocksDB instance shaped like Flink's: a value state and a list
     /// state (merge operands over two flushes, a put, a delete).
-    fn write_instance(dir: &Path, compression: DBCompressionType) {
+    fn write_instance(dir: &Path, compression: DBCompressionType, format_version: i32) {
         let mut o = options();
         o.create_if_missing(true);
         o.create_missing_column_families(true);
         o.set_compression_type(compression);
         let mut t = BlockBasedOptions::default();
-        t.set_format_version(5);
+        t.set_format_version(format_version);
         o.set_block_based_table_factory(&t);
         let cfs = ["count", "timestamps"].map(|c| ColumnFamilyDescriptor::new(c, o.clone()));
         let db = DB::open_cf_descriptors(&o, dir, cfs).unwrap();
@@ -144,16 +144,21 @@ mod tests {
         out
     }
 
-    /// flink-state's pure SST reader and RocksDB agree on what is live.
+    /// flink-state's pure SST reader and RocksDB agree on what is live
+    /// (format 5 as Flink's FRocksDB writes, and format 6).
     #[test]
     fn pure_reader_agrees_with_rocksdb() {
-        let dir = tempfile::tempdir().unwrap();
-        write_instance(dir.path(), DBCompressionType::None);
-        for cf in ["count", "timestamps"] {
-            let ours = scan(&SstLsm, dir.path(), cf);
-            let theirs = scan(&RocksLsm, dir.path(), cf);
-            assert_eq!(ours, theirs, "{cf}");
+        for format_version in [5, 6] {
+            let dir = tempfile::tempdir().unwrap();
+            write_instance(dir.path(), DBCompressionType::None, format_version);
+            for cf in ["count", "timestamps"] {
+                let ours = scan(&SstLsm, dir.path(), cf);
+                let theirs = scan(&RocksLsm, dir.path(), cf);
+                assert_eq!(ours, theirs, "{cf}, format_version {format_version}");
+            }
         }
+        let dir = tempfile::tempdir().unwrap();
+        write_instance(dir.path(), DBCompressionType::None, 5);
         let count = scan(&SstLsm, dir.path(), "count");
         assert_eq!(count.len(), 49);
         let ts = scan(&SstLsm, dir.path(), "timestamps");
@@ -165,7 +170,7 @@ mod tests {
     #[test]
     fn zstd_falls_back_to_rocksdb() {
         let dir = tempfile::tempdir().unwrap();
-        write_instance(dir.path(), DBCompressionType::Zstd);
+        write_instance(dir.path(), DBCompressionType::Zstd, 5);
         let mut pure = 0;
         let err = SstLsm.scan(dir.path(), "count", &mut |_, _| {
             pure += 1;
