@@ -3,13 +3,13 @@
 # (default 60) with cargo-fuzz on the nightly toolchain.
 #   scripts/fuzz.sh [SECONDS] [--with-rocksdb]
 # Without --with-rocksdb only the crates that do not link RocksDB are fuzzed
-# (checkpoint-store, schema-registry): the others rebuild RocksDB's C++ with
+# (checkpoint-store, schema-registry, flink-state): the others rebuild RocksDB's C++ with
 # the fuzzing flags in their own target directory (~40 min on 2 cores).
 # A crash leaves its input in <crate>/fuzz/artifacts/ and exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-crates=(checkpoint-store schema-registry)
+crates=(checkpoint-store schema-registry flink-state)
 if [[ "${2:-}" == "--with-rocksdb" ]]; then
     crates+=(state-core savepoint-cli)
 fi

@@ -82,9 +82,13 @@ struct Found {
 }
 
 /// (parent, last component) of a folder or URL; a bucket or store root
-/// has no parent and is its own root.
+/// has no parent and is its own root, and so is a `memory://` store (its
+/// whole path names the store).
 fn split_parent(url: &str) -> (String, String) {
     let t = url.trim_end_matches('/');
+    if t.starts_with("memory://") {
+        return (t.to_string(), String::new());
+    }
     match t.rsplit_once('/') {
         Some((p, _)) if p.ends_with(':') || p.ends_with(":/") => (t.to_string(), String::new()),
         Some(("", last)) => ("/".to_string(), last.to_string()),
@@ -506,5 +510,64 @@ fn verify_cmd(f: &Found) -> Outcome {
         json: json!({"format": "flink", "ok": r.problems.is_empty(), "files_checked": r.files_checked, "entries": r.entries, "problems": problems, "warnings": r.warnings}),
         table,
         code: if r.problems.is_empty() { 0 } else { 1 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use checkpoint_store::object_store::PutPayload;
+
+    #[test]
+    fn parents_of_folders_and_urls() {
+        assert_eq!(split_parent("/a/b/chk-5/"), ("/a/b".into(), "chk-5".into()));
+        assert_eq!(
+            split_parent("s3://bucket/sp"),
+            ("s3://bucket".into(), "sp".into())
+        );
+        assert_eq!(
+            split_parent("s3://bucket"),
+            ("s3://bucket".into(), String::new())
+        );
+        assert_eq!(
+            split_parent("memory://x/sp"),
+            ("memory://x/sp".into(), String::new())
+        );
+    }
+
+    /// A canonical savepoint in an object store reads like a folder.
+    #[test]
+    fn savepoint_in_an_object_store() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../flink-state/tests/fixtures/flink/A-p2/savepoint-canonical");
+        let dir = std::fs::read_dir(&fixtures)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let rt = state_core::checkpoint::io_runtime().unwrap();
+        let (store, _) = rt
+            .block_on(checkpoint_store::open_store("memory://flink-sp-test"))
+            .unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let path = StorePath::from(e.file_name().to_string_lossy().as_ref());
+            let bytes = std::fs::read(e.path()).unwrap();
+            rt.block_on(store.put(&path, PutPayload::from(bytes)))
+                .unwrap();
+        }
+        let found = detect("memory://flink-sp-test", None)
+            .unwrap()
+            .expect("a Flink savepoint");
+        let snap = FlinkSnapshot::open(found.storage.as_ref(), &found.base).unwrap();
+        let mut lines = 0;
+        for op in &snap.metadata.operators {
+            let r = snap
+                .dump(op, &DumpOptions::default(), &mut |_| Ok(()))
+                .unwrap();
+            lines += r.lines;
+        }
+        assert_eq!(lines, 751);
     }
 }
