@@ -143,7 +143,7 @@ fn scan_for_states(bytes: &[u8], from: usize, end: Option<usize>) -> Result<Keye
     for p in from..limit {
         let mut r = Reader::at(bytes, p);
         let Ok(n) = r.i16("state count") else { break };
-        if n <= 0 {
+        if n <= 0 || !plausible_state_start(bytes, p + 2) {
             continue;
         }
         if let Ok(states) = read_states_strict(&mut r, n as usize) {
@@ -205,6 +205,9 @@ fn resync(
     }
     let limit = bytes.len().min(from.saturating_add(RESYNC_WINDOW));
     for p in from..=limit {
+        if !plausible_state_start(bytes, p) {
+            continue;
+        }
         let mut r = Reader::at(bytes, p);
         if let Ok(states) = read_states_strict(&mut r, left) {
             if end.is_none_or(|e| r.pos() == e) {
@@ -217,6 +220,25 @@ fn resync(
         from,
         "an unknown serializer snapshot hides where the next state starts",
     ))
+}
+
+/// A cheap test before a full parse when searching for a state: a UTF
+/// name, a backend type 0-3 and a small option count must follow. Keeps
+/// the search linear in practice on hostile input.
+fn plausible_state_start(bytes: &[u8], p: usize) -> bool {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|w| i32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let Some(len) = bytes
+        .get(p..p + 2)
+        .map(|w| u16::from_be_bytes([w[0], w[1]]) as usize)
+    else {
+        return false;
+    };
+    let at = p + 2 + len;
+    matches!(word(at), Some(0..=3)) && matches!(word(at + 4), Some(0..=64))
 }
 
 fn read_states_strict(r: &mut Reader, n: usize) -> Result<Vec<StateMeta>> {
