@@ -7,6 +7,11 @@
 //! [`Checkpointer::try_completed`] / [`Checkpointer::wait_next`], which is
 //! when a transactional sink may publish what it wrote before N.
 
+use crate::bucket::BucketCut;
+use crate::checkpoint_buckets::{
+    buckets_of, link_runs, materialize_runs, restore_runs as restore_bucket_runs, RestoredRuns,
+    BUCKETS_KEY,
+};
 use crate::error::{Result, StateError};
 use crate::keygroup::KeyGroupRange;
 use crate::options::StoreOptions;
@@ -251,11 +256,25 @@ impl Checkpointer {
         store: &StateStore,
         user: serde_json::Value,
     ) -> Result<Option<TriggeredCheckpoint>> {
+        self.trigger_with(store, user, &mut Vec::new())
+    }
+
+    /// [`Self::trigger`] with the barrier's cuts of bucketed states (see
+    /// [`crate::bucket`]): their runs are written, if not yet, and uploaded
+    /// with the checkpoint, each once over the checkpoints that hold it.
+    /// The cuts are taken only when the checkpoint starts (not on `None`).
+    pub fn trigger_with(
+        &mut self,
+        store: &StateStore,
+        user: serde_json::Value,
+        buckets: &mut Vec<BucketCut>,
+    ) -> Result<Option<TriggeredCheckpoint>> {
         if self.in_flight >= self.max_in_flight {
             return Ok(None);
         }
+        let buckets = std::mem::take(buckets);
         if let CheckpointLayout::Runs(opts) = self.layout {
-            return self.trigger_runs(store, user, opts).map(Some);
+            return self.trigger_runs(store, user, opts, buckets).map(Some);
         }
         let started = Instant::now();
         let sequence = self.next_sequence;
@@ -267,17 +286,28 @@ impl Checkpointer {
                 .map_err(StateError::io(format!("clearing {}", dir.display())))?;
         }
         let files = store.local_checkpoint(&dir)?;
-        let (meta, changed_bytes) = self.capture_meta(store, user);
+        let (mut meta, changed_bytes) = self.capture_meta(store, user, &buckets);
         let sync_pause = started.elapsed();
         self.next_sequence += 1;
         self.spawn_upload(
             sequence,
             sync_pause,
             changed_bytes,
-            move |runtime, writer, _| {
-                let result = runtime
-                    .block_on(writer.commit_checkpoint(&dir, &files, meta))
-                    .map_err(StateError::from);
+            move |runtime, writer, prepare| {
+                let started = Instant::now();
+                let mut files = files;
+                let linked = link_runs(&buckets, &dir).map(|doc| {
+                    files.extend(doc.files().map(|r| LocalFile::shared(r.file.clone())));
+                    if !doc.is_empty() {
+                        meta.states[BUCKETS_KEY] = serde_json::json!(doc);
+                    }
+                });
+                *prepare = started.elapsed();
+                let result = linked.and_then(|()| {
+                    runtime
+                        .block_on(writer.commit_checkpoint(&dir, &files, meta))
+                        .map_err(StateError::from)
+                });
                 // The staging copy is only hard links; the store keeps its files.
                 let _ = std::fs::remove_dir_all(&dir);
                 result
@@ -295,9 +325,13 @@ impl Checkpointer {
         &mut self,
         store: &StateStore,
         user: serde_json::Value,
+        buckets: &[BucketCut],
     ) -> (CheckpointMeta, u64) {
         let written = store.bytes_written();
-        let changed_bytes = written.saturating_sub(self.written_at_last);
+        // Entries put into bucketed state since the previous barrier count
+        // as changed state like the store's writes.
+        let bucket_bytes: u64 = buckets.iter().map(|c| c.new_bytes).sum();
+        let changed_bytes = written.saturating_sub(self.written_at_last) + bucket_bytes;
         self.written_at_last = written;
         let meta = CheckpointMeta {
             // The writer assigns the next id of the job's log.
@@ -361,6 +395,7 @@ impl Checkpointer {
         store: &StateStore,
         user: serde_json::Value,
         opts: RunOptions,
+        buckets: Vec<BucketCut>,
     ) -> Result<TriggeredCheckpoint> {
         let started = Instant::now();
         let sequence = self.next_sequence;
@@ -368,9 +403,10 @@ impl Checkpointer {
         let cut = inner.changes.cut(self.owner, || OwnedSnapshot::new(inner));
         self.ensure_sealer(store, opts)?;
         self.captured = Some(store.clone());
-        let (meta, changed_bytes) = self.capture_meta(store, user);
+        let (meta, changed_bytes) = self.capture_meta(store, user, &buckets);
         let sync_pause = started.elapsed();
         self.next_sequence += 1;
+        let store_changed = changed_bytes - buckets.iter().map(|c| c.new_bytes).sum::<u64>();
         let cut = Cut {
             barrier: sequence + self.barrier_offset,
             epoch: self.writer.epoch(),
@@ -380,10 +416,13 @@ impl Checkpointer {
             sealer: self.sealer.clone(),
             snapshot: cut.at_cut,
             cf_names: inner.changes.cf_names().clone(),
-            budget: (changed_bytes as f64 * (opts.upload_ratio - 1.0).max(0.0)) as u64,
+            // Slices retire the store's deltas: their budget follows the
+            // store's changes, not the buckets' (uploaded once each).
+            budget: (store_changed as f64 * (opts.upload_ratio - 1.0).max(0.0)) as u64,
             slice_file_bytes: opts.slice_file_bytes,
             restore_read_limit: opts.restore_read_limit,
-            changed_bytes,
+            changed_bytes: store_changed,
+            buckets,
         };
         let runs = self.runs.clone();
         self.spawn_upload(
@@ -484,6 +523,15 @@ impl Checkpointer {
             .flat_map(|r| r.files.iter())
             .filter_map(|f| files.get(&f.name).map(|m| (f.name.clone(), m.clone())))
             .collect();
+        if let Some(doc) = buckets_of(manifest)? {
+            // Restored runs are committed already: later checkpoints that
+            // still hold them reuse them instead of uploading them again.
+            for r in doc.files() {
+                if let Some(m) = files.get(&r.file) {
+                    st.committed_files.insert(r.file.clone(), m.clone());
+                }
+            }
+        }
         st.committed = layout.runs;
         st.cursor = layout.cursor;
         st.pending.clear();
@@ -598,6 +646,8 @@ struct Cut {
     slice_file_bytes: u64,
     restore_read_limit: f64,
     changed_bytes: u64,
+    /// The barrier's cuts of bucketed states.
+    buckets: Vec<BucketCut>,
 }
 
 /// Seals the cut into runs, commits the live runs as a checkpoint, and
@@ -606,13 +656,18 @@ fn commit_runs(
     runtime: &tokio::runtime::Runtime,
     writer: &Writer,
     runs: &Mutex<RunState>,
-    cut: Cut,
+    mut cut: Cut,
     mut meta: CheckpointMeta,
     prepare_time: &mut Duration,
 ) -> Result<Manifest> {
     let started = Instant::now();
     let mut st = runs.lock().unwrap_or_else(|p| p.into_inner());
+    let bucket_cuts = std::mem::take(&mut cut.buckets);
     let sealed = seal_cut(&mut st, cut);
+    let linked = match sealed {
+        Ok(_) => link_runs(&bucket_cuts, &st.dir).map(Some),
+        Err(_) => Ok(None),
+    };
     *prepare_time = started.elapsed();
     let new = match sealed {
         Ok(new) => new,
@@ -620,6 +675,14 @@ fn commit_runs(
             // The log is gone: only a whole copy of the state can follow.
             st.needs_base = true;
             remove_unlisted_runs(&st);
+            return Err(e);
+        }
+    };
+    let buckets = match linked {
+        Ok(doc) => doc.unwrap_or_default(),
+        Err(e) => {
+            // The sealed runs stay pending and go with the next checkpoint.
+            st.pending.extend(new);
             return Err(e);
         }
     };
@@ -640,9 +703,20 @@ fn commit_runs(
             None => local.push(LocalFile::shared(f.name.clone())),
         }
     }
+    for r in buckets.files() {
+        match st.committed_files.get(&r.file) {
+            Some(m) => {
+                reused.push(m.clone());
+                // Committed before: its link is not needed for the upload.
+                let _ = std::fs::remove_file(st.dir.join(&r.file));
+            }
+            None => local.push(LocalFile::shared(r.file.clone())),
+        }
+    }
     let live_names: HashSet<&str> = live
         .iter()
         .flat_map(|r| r.files.iter().map(|f| f.name.as_str()))
+        .chain(buckets.files().map(|r| r.file.as_str()))
         .collect();
     for f in candidates.iter().flat_map(|r| r.files.iter()) {
         if !live_names.contains(f.name.as_str()) && !committed_names.contains(f.name.as_str()) {
@@ -654,6 +728,9 @@ fn commit_runs(
         runs: live.clone(),
         cursor: st.cursor.clone(),
     };
+    if !buckets.is_empty() {
+        meta.states[BUCKETS_KEY] = serde_json::json!(buckets);
+    }
     meta.states["layout"] = match serde_json::to_value(&layout) {
         Ok(doc) => doc,
         Err(e) => {
@@ -860,7 +937,58 @@ fn corrupt_manifest(id: u64, reason: &str) -> StateError {
 /// opens it with `opts`. Key groups outside `opts.key_groups` are dropped,
 /// so an instance of a rescaled job keeps only its own. `local_dir` must not
 /// exist or be empty; it is never left half-restored.
+///
+/// Bucketed states ([`crate::bucket`]) are written into the map states of
+/// the same names, so that tools see every entry; a job that keeps them as
+/// buckets restores with [`restore_with_buckets`].
 pub fn restore(
+    runtime: &tokio::runtime::Runtime,
+    job: &JobStore,
+    id: Option<u64>,
+    local_dir: &Path,
+    opts: StoreOptions,
+) -> Result<(StateStore, Manifest)> {
+    let wanted = opts.key_groups;
+    let (store, manifest) = restore_store(runtime, job, id, local_dir, opts)?;
+    if buckets_of(&manifest)?.is_some() {
+        let tmp = sibling(local_dir, "buckets");
+        let materialized = restore_bucket_runs(runtime, job, &manifest, &tmp)
+            .and_then(|runs| materialize_runs(&store, &runs, wanted));
+        let _ = std::fs::remove_dir_all(&tmp);
+        materialized?;
+    }
+    Ok((store, manifest))
+}
+
+/// [`restore`], keeping bucketed states as their runs, downloaded into
+/// `bucket_dir` and opened, for [`crate::BucketedState::open`].
+pub fn restore_with_buckets(
+    runtime: &tokio::runtime::Runtime,
+    job: &JobStore,
+    id: Option<u64>,
+    local_dir: &Path,
+    bucket_dir: &Path,
+    opts: StoreOptions,
+) -> Result<(StateStore, Manifest, RestoredRuns)> {
+    let (store, manifest) = restore_store(runtime, job, id, local_dir, opts)?;
+    let runs = restore_bucket_runs(runtime, job, &manifest, bucket_dir)?;
+    Ok((store, manifest, runs))
+}
+
+/// A folder beside `dir`, named after it, for transient files.
+fn sibling(dir: &Path, what: &str) -> PathBuf {
+    let base = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let parent = dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parent.join(format!("{base}.{what}-{:016x}", rand::random::<u64>()))
+}
+
+fn restore_store(
     runtime: &tokio::runtime::Runtime,
     job: &JobStore,
     id: Option<u64>,

@@ -100,6 +100,8 @@ pub enum StateError {
     },
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] checkpoint_store::CheckpointError),
+    #[error(transparent)]
+    Bucket(#[from] crate::bucket::BucketError),
 }
 
 impl StateError {
@@ -120,6 +122,12 @@ impl StateError {
             StateError::IncompatibleSchema { .. } => ErrorKind::Incompatible,
             StateError::Locked { .. } => ErrorKind::Locked,
             StateError::RocksDb { .. } | StateError::Io { .. } => ErrorKind::Io,
+            StateError::Bucket(e) => match e {
+                crate::bucket::BucketError::Io { .. } => ErrorKind::Io,
+                crate::bucket::BucketError::Codec { .. } => ErrorKind::InvalidInput,
+                crate::bucket::BucketError::Callback(_) => ErrorKind::Io,
+                _ => ErrorKind::Corrupt,
+            },
             StateError::Checkpoint(e) => match e.kind() {
                 checkpoint_store::ErrorKind::Fenced => ErrorKind::Fenced,
                 checkpoint_store::ErrorKind::Corrupt => ErrorKind::Corrupt,

@@ -176,6 +176,44 @@ impl RawWriter<'_> {
         Ok(())
     }
 
+    /// Writes every entry of a bucketed state into the map state of the
+    /// same name: how savepoints and tools see a bucketed state (a map
+    /// state whose user key orders its entries by time). Returns how many.
+    pub fn put_bucketed<K, U, C>(
+        &mut self,
+        state: &mut crate::bucket::BucketedState<K, U, C>,
+    ) -> Result<u64>
+    where
+        K: crate::bucket::BucketKey,
+        U: crate::bucket::BucketKey,
+        C: crate::codec::ValueCodec + 'static,
+        C::Value: crate::bucket::HeapSize + Clone + Send + Sync + 'static,
+    {
+        let name = state.name().to_string();
+        let mut n = 0u64;
+        let written = state.for_each_encoded(|e| {
+            let entry = RawEntry {
+                key_group: e.key_group,
+                key: e.key.to_vec(),
+                namespace: Vec::new(),
+                user_key: e.user_key.to_vec(),
+                value: e.value.to_vec(),
+            };
+            n += 1;
+            self.put(&name, &entry)
+                .and_then(|()| self.maybe_commit())
+                .map_err(|e| crate::bucket::BucketError::Callback(Box::new(e)))
+        });
+        match written {
+            Ok(()) => Ok(n),
+            Err(crate::bucket::BucketError::Callback(e)) => match e.downcast::<StateError>() {
+                Ok(e) => Err(*e),
+                Err(e) => Err(StateError::InvalidOption(e.to_string())),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn put_timer(&mut self, timer: &Timer) -> Result<()> {
         let inner = &self.store.inner;
         if !inner.key_groups.contains(timer.key_group) {

@@ -11,8 +11,10 @@
 //! Byte layouts are specified in `docs/state-format.md`.
 
 pub mod batch;
+pub mod bucket;
 mod changes;
 pub mod checkpoint;
+pub mod checkpoint_buckets;
 pub mod clock;
 pub mod codec;
 pub mod descriptor;
@@ -29,7 +31,9 @@ pub mod state;
 pub mod store;
 pub mod timers;
 
-pub use checkpoint::{restore, Checkpointer, CompletedCheckpoint, TriggeredCheckpoint};
+pub use checkpoint::{
+    restore, restore_with_buckets, Checkpointer, CompletedCheckpoint, TriggeredCheckpoint,
+};
 pub use checkpoint_store::{JobStore, JobStoreOptions, Manifest};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{AvroValue, RawBytes, SerdeAvro, ValueCodec};
@@ -43,4 +47,7 @@ pub use store::{StateStore, STORE_FORMAT_VERSION};
 pub use timers::{Timer, TimerService};
 
 pub use batch::StateBatch;
+pub use bucket::{
+    BucketCut, BucketError, BucketKey, BucketOptions, BucketStats, BucketedState, HeapSize,
+};
 pub use savepoint::{Savepoint, SavepointError, SavepointMeta};
