@@ -22,6 +22,19 @@ pub enum LayoutArg {
     Files,
 }
 
+/// Where the join keeps its buffered events (`--join-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum JoinStateArg {
+    /// Buckets of event time (`state_core::bucket`): in memory up to the
+    /// budget, then sorted runs with key filters on local disk; expiry drops
+    /// whole buckets; checkpoints upload each run once.
+    #[default]
+    Buckets,
+    /// The window in memory in front of RocksDB map states, written at
+    /// every checkpoint barrier (the previous default).
+    Window,
+}
+
 /// `stream-join run` arguments (the interface of issue 6).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -81,6 +94,11 @@ pub struct RunArgs {
     /// and read back per key. 0: every event goes through RocksDB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub window_memory_mb: usize,
+    /// Where the buffered events live: event-time buckets (default: any
+    /// state size at the same speed), or the window in front of RocksDB.
+    /// `--window-memory-mb 0` sends every event through RocksDB either way.
+    #[arg(long, value_enum, default_value = "buckets")]
+    pub join_state: JoinStateArg,
     /// What a checkpoint holds: sorted runs from the store's change log (no
     /// flush in the barrier, uploads about 1.4x what changed), or a RocksDB
     /// checkpoint directory (the v1 layout). Restore reads either.
@@ -93,6 +111,10 @@ pub struct RunArgs {
     /// Testing: exit abruptly after N events, as if crashed, committing nothing.
     #[arg(long, value_name = "N", hide = true)]
     pub stop_after_events: Option<u64>,
+    /// Benchmarks: the input's event count, to report events/s over each
+    /// fifth of it (`fifth_events_per_second`).
+    #[arg(long, value_name = "N", hide = true)]
+    pub expected_events: Option<u64>,
     /// Crash drill: exit abruptly (code 3) as soon as this run's Nth
     /// checkpoint is committed, before its output files are published; the
     /// next run resumes from it (the README's demo uses it).
@@ -154,6 +176,18 @@ pub struct RunSummary {
     pub window_spills: u64,
     pub keys_loaded: u64,
     pub entries_persisted: u64,
+    pub bucket_spills: u64,
+    pub run_probes: u64,
+    pub filter_skips: u64,
+    pub buckets_expired: u64,
+    /// Bytes the process read (`rchar` of /proc/self/io: page cache hits
+    /// included), the part of it that was the input files, and the bytes
+    /// read from the block device (`read_bytes`).
+    pub read_bytes: u64,
+    pub input_bytes: u64,
+    pub storage_read_bytes: u64,
+    /// Events per second over each fifth of the input (`--expected-events`).
+    pub fifth_events_per_second: Vec<f64>,
     /// Stopped by SIGTERM/SIGINT before the end of input (after a final
     /// checkpoint): rerun to continue.
     pub stopped: bool,
@@ -181,6 +215,14 @@ pub enum JobError {
     Savepoint(#[from] state_core::savepoint::SavepointError),
     #[error("worker {0} stopped unexpectedly")]
     WorkerLost(usize),
+    #[error(
+        "{path} is in use by another stream-join (pid {holder}) on the same output folder; \
+         stop it first (its checkpoints are fenced by this run's epoch otherwise)"
+    )]
+    Locked {
+        path: std::path::PathBuf,
+        holder: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -228,13 +270,20 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
 
     let work = args.output.join(".job");
     let state_dir = work.join(format!("state-{}", plan.tag));
-    if state_dir.exists() {
-        // The local store is a cache of the last checkpoint: durability comes
-        // from the object store, so a leftover directory is discarded.
-        std::fs::remove_dir_all(&state_dir)
-            .map_err(io_err(format!("clearing {}", state_dir.display())))?;
-    }
+    let bucket_dir = work.join(format!("buckets-{}", plan.tag));
     std::fs::create_dir_all(&work).map_err(io_err(format!("creating {}", work.display())))?;
+    // Held until the process exits: a second process on the same output
+    // folder would remove this one's local state under it.
+    // Instances of one job (`--index`) share the folder, each its own lock.
+    let _lock = lock_work_dir(&work, &plan.tag)?;
+    for dir in [&state_dir, &bucket_dir] {
+        if dir.exists() {
+            // Local state is a cache of the last checkpoint: durability
+            // comes from the object store, so a leftover folder is discarded.
+            std::fs::remove_dir_all(dir).map_err(io_err(format!("clearing {}", dir.display())))?;
+        }
+    }
+    let use_buckets = args.join_state == JoinStateArg::Buckets && args.window_memory_mb > 0;
     let cfg = JoinConfig {
         allowed_lateness_ms: args.allowed_lateness_ms,
         cleanup: args.cleanup,
@@ -261,6 +310,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
             .map(|m| m.id),
     };
     let mut restored_manifest = None;
+    let mut restored_runs = state_core::checkpoint_buckets::RestoredRuns::new();
     let (store, resumed) = match (start_id, &args.from_savepoint) {
         (None, Some(url)) => {
             let (store, sp) = state_core::savepoint::restore_into(url, &state_dir, store_opts)?;
@@ -276,11 +326,18 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
                     plan.job_url
                 );
             }
-            let (store, manifest) =
-                state_core::restore(&runtime, &job, Some(id), &state_dir, store_opts)?;
+            let (store, manifest, runs) = state_core::restore_with_buckets(
+                &runtime,
+                &job,
+                Some(id),
+                &state_dir,
+                &bucket_dir.join("restored"),
+                store_opts,
+            )?;
             let meta = job_metadata(&manifest.user, manifest.id, "checkpoint")?;
             let id = manifest.id;
             restored_manifest = Some(manifest);
+            restored_runs = runs;
             (store, Some((id, meta)))
         }
         (None, None) => (StateStore::open(&state_dir, store_opts)?, None),
@@ -325,7 +382,12 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     };
     let sources = MergedSources::open_csv(&args.impressions, &args.plays, offsets, watermarks)?;
 
-    let workers = spawn_workers(&store, &plan, cfg, sinks, restored_max_ts)?;
+    let buckets = use_buckets.then(|| BucketSetup {
+        dir: bucket_dir.clone(),
+        restored: restored_runs,
+        materialize_on_finish: args.savepoint.is_some(),
+    });
+    let workers = spawn_workers(&store, &plan, cfg, sinks, restored_max_ts, buckets)?;
     let highest = highest_part_id(&args.output).max(highest_part_id(&late_dir));
     let name_offset = (highest + 1).saturating_sub(checkpointer.next_checkpoint_id()?);
     let mut coordinator = Coordinator {
@@ -348,6 +410,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
         name_offset,
         pre_flushed: false,
         progress: Progress::new(),
+        fifths: args.expected_events.map(|n| (n, vec![Instant::now()])),
     };
     install_stop_handler();
     coordinator.run(sources)?;
@@ -373,6 +436,13 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     summary.events_per_second = summary.events as f64 / secs;
     summary.events_per_cpu_second = summary.events as f64 / summary.cpu_seconds.max(1e-9);
     summary.peak_rss_mib = peak_rss_mib();
+    summary.read_bytes = proc_io_value("rchar").unwrap_or(0);
+    summary.storage_read_bytes = proc_io_value("read_bytes").unwrap_or(0);
+    summary.input_bytes = [&args.impressions, &args.plays]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     summary.state_bytes = store.approximate_size();
     Ok(summary)
 }
@@ -591,7 +661,12 @@ enum Command {
 }
 
 enum Reply {
-    Barrier(usize, Box<(SinkState, SinkState)>, OperatorStats),
+    Barrier(
+        usize,
+        Box<(SinkState, SinkState)>,
+        OperatorStats,
+        Vec<state_core::BucketCut>,
+    ),
     Finished(usize, OperatorStats),
     Failed(usize, String),
 }
@@ -609,12 +684,22 @@ struct Workers {
     batches: Vec<Vec<Arrival>>,
 }
 
+/// Where the workers keep bucketed state, when they do.
+struct BucketSetup {
+    dir: std::path::PathBuf,
+    restored: state_core::checkpoint_buckets::RestoredRuns,
+    /// Write the buckets into the map states when the input ends, for the
+    /// savepoint taken from the store then.
+    materialize_on_finish: bool,
+}
+
 fn spawn_workers(
     store: &StateStore,
     plan: &Plan,
     cfg: JoinConfig,
     sinks: Vec<WorkerSinks>,
     restored_max_ts: Option<i64>,
+    buckets: Option<BucketSetup>,
 ) -> Result<Workers, JobError> {
     let (reply_tx, replies) = mpsc::channel();
     let mut route = vec![0u16; usize::from(plan.max_parallelism)];
@@ -633,6 +718,10 @@ fn spawn_workers(
         if let Some(ts) = restored_max_ts {
             op.store_holds_events_up_to(ts);
         }
+        if let Some(b) = &buckets {
+            op = op.with_buckets(store, &b.dir.join(format!("worker-{w}")), &b.restored)?;
+        }
+        let materialize = buckets.as_ref().is_some_and(|b| b.materialize_on_finish);
         let (tx, rx) = mpsc::sync_channel::<Command>(64);
         let reply = reply_tx.clone();
         let clock = EventClock {
@@ -642,7 +731,7 @@ fn spawn_workers(
         };
         let thread = std::thread::Builder::new()
             .name(format!("join-worker-{w}"))
-            .spawn(move || worker_loop(w, op, sinks, clock, rx, reply))
+            .spawn(move || worker_loop(w, op, sinks, clock, rx, reply, materialize))
             .map_err(io_err("starting a worker thread".to_string()))?;
         handles.push(WorkerHandle {
             tx,
@@ -703,6 +792,7 @@ fn worker_loop(
     clock: EventClock,
     rx: mpsc::Receiver<Command>,
     reply: mpsc::Sender<Reply>,
+    materialize_on_finish: bool,
 ) {
     let result = (|| -> Result<(), String> {
         while let Ok(cmd) = rx.recv() {
@@ -717,15 +807,19 @@ fn worker_loop(
                 }
                 Command::Barrier(id) => {
                     op.persist().map_err(|e| e.to_string())?;
+                    let cuts = op.cut();
                     let rows = sinks.rows.pre_commit(id).map_err(|e| e.to_string())?;
                     let late = sinks.late.pre_commit(id).map_err(|e| e.to_string())?;
-                    let _ = reply.send(Reply::Barrier(w, Box::new((rows, late)), op.stats()));
+                    let _ = reply.send(Reply::Barrier(w, Box::new((rows, late)), op.stats(), cuts));
                 }
                 Command::Commit(states) => {
                     sinks.rows.commit(&states.0).map_err(|e| e.to_string())?;
                     sinks.late.commit(&states.1).map_err(|e| e.to_string())?;
                 }
                 Command::Finish => {
+                    if materialize_on_finish {
+                        op.materialize(&clock.store).map_err(|e| e.to_string())?;
+                    }
                     let _ = reply.send(Reply::Finished(w, op.stats()));
                     return Ok(());
                 }
@@ -776,23 +870,21 @@ impl Workers {
     }
 
     /// Flushes pending events and collects every worker's sink states.
-    fn barrier(
-        &mut self,
-        id: u64,
-        watermark: i64,
-    ) -> Result<(Vec<(SinkState, SinkState)>, OperatorStats), JobError> {
+    fn barrier(&mut self, id: u64, watermark: i64) -> Result<BarrierResult, JobError> {
         self.flush(watermark)?;
         for w in 0..self.handles.len() {
             self.send(w, Command::Barrier(id))?;
         }
         let mut states: Vec<Option<(SinkState, SinkState)>> = vec![None; self.handles.len()];
         let mut total = OperatorStats::default();
+        let mut cuts = Vec::new();
         for _ in 0..self.handles.len() {
             match self.recv()? {
-                Reply::Barrier(w, s, stats) => {
+                Reply::Barrier(w, s, stats, c) => {
                     states[w] = Some(*s);
                     total.rows += stats.rows;
                     total.late_events += stats.late_events;
+                    cuts.extend(c);
                 }
                 Reply::Finished(w, _) | Reply::Failed(w, _) => return Err(JobError::WorkerLost(w)),
             }
@@ -802,9 +894,16 @@ impl Workers {
             .enumerate()
             .map(|(w, s)| s.ok_or(JobError::WorkerLost(w)))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((states, total))
+        Ok((states, total, cuts))
     }
 }
+
+/// Every worker's sink states, operator totals and bucket cuts at a barrier.
+type BarrierResult = (
+    Vec<(SinkState, SinkState)>,
+    OperatorStats,
+    Vec<state_core::BucketCut>,
+);
 
 fn arrival_key(a: &Arrival) -> [u8; 16] {
     match &a.event {
@@ -840,6 +939,8 @@ struct Coordinator<'a> {
     /// A background flush was started for the coming checkpoint.
     pre_flushed: bool,
     progress: Progress,
+    /// `--expected-events` and when each fifth of it began.
+    fifths: Option<(u64, Vec<Instant>)>,
 }
 
 impl Coordinator<'_> {
@@ -860,6 +961,11 @@ impl Coordinator<'_> {
                 self.workers.route(arrival, kg, watermark)?;
             }
             self.events_since_checkpoint += 1;
+            if let Some((total, marks)) = &mut self.fifths {
+                if marks.len() < 6 && n * 5 >= *total * marks.len() as u64 {
+                    marks.push(Instant::now());
+                }
+            }
             if n.is_multiple_of(ROUTE_BATCH as u64) {
                 self.tick(&sources, watermark)?;
                 if STOP.load(Ordering::Relaxed) {
@@ -875,6 +981,13 @@ impl Coordinator<'_> {
             }
         }
         self.summary.events = n;
+        if let Some((total, marks)) = &self.fifths {
+            let per_fifth = *total as f64 / 5.0;
+            self.summary.fifth_events_per_second = marks
+                .windows(2)
+                .map(|w| per_fifth / (w[1] - w[0]).as_secs_f64().max(1e-9))
+                .collect();
+        }
         // End of input: a final checkpoint commits the last output. Cleanup
         // timers are not fired (nothing can arrive any more).
         self.drain_checkpoints()?;
@@ -923,7 +1036,7 @@ impl Coordinator<'_> {
         // offset keeps new names above every committed one in the folder.
         let id = self.checkpointer.next_checkpoint_id()? + self.name_offset;
         let barrier_started = Instant::now();
-        let (states, stats) = self.workers.barrier(id, watermark)?;
+        let (states, stats, mut cuts) = self.workers.barrier(id, watermark)?;
         let (rows, late) = states.iter().cloned().unzip();
         let meta = JobCheckpoint {
             format_version: JOB_CHECKPOINT_FORMAT,
@@ -941,7 +1054,10 @@ impl Coordinator<'_> {
             reason: e.to_string(),
         })?;
         loop {
-            match self.checkpointer.trigger(self.store, user.clone())? {
+            match self
+                .checkpointer
+                .trigger_with(self.store, user.clone(), &mut cuts)?
+            {
                 Some(t) => {
                     self.summary.max_sync_pause_ms = self
                         .summary
@@ -1054,6 +1170,10 @@ impl Coordinator<'_> {
                     self.summary.window_spills += stats.window_spills;
                     self.summary.keys_loaded += stats.keys_loaded;
                     self.summary.entries_persisted += stats.entries_persisted;
+                    self.summary.bucket_spills += stats.bucket_spills;
+                    self.summary.run_probes += stats.run_probes;
+                    self.summary.filter_skips += stats.filter_skips;
+                    self.summary.buckets_expired += stats.buckets_expired;
                 }
                 Reply::Barrier(w, ..) | Reply::Failed(w, _) => return Err(JobError::WorkerLost(w)),
             }
@@ -1168,6 +1288,55 @@ fn install_stop_handler() {
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> JobError {
     move |source| JobError::Io { context, source }
+}
+
+/// Takes an exclusive lock on an instance's part of the job's local working
+/// folder (`LOCK-<instance>`, with the holder's pid in it); refuses when
+/// another process holds it.
+fn lock_work_dir(work: &Path, tag: &str) -> Result<std::fs::File, JobError> {
+    use std::io::{Read, Seek, Write};
+    let path = work.join(format!("LOCK-{tag}"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = std::process::id().to_string();
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| file.write_all(pid.as_bytes()))
+                .map_err(io_err(format!("writing {}", path.display())))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "unknown".to_string(),
+                pid => pid.to_string(),
+            };
+            Err(JobError::Locked {
+                path: work.to_path_buf(),
+                holder,
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(JobError::Io {
+            context: format!("locking {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+/// A counter of /proc/self/io (Linux).
+fn proc_io_value(key: &str) -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn status_value(key: &str) -> Option<f64> {

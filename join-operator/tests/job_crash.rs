@@ -35,14 +35,30 @@ fn killed_at_random_moments_commits_exactly_the_batch_join() {
     crash_rounds(&[], MIN_CRASHES);
 }
 
-/// A window far smaller than the join's state: written out whole again and
-/// again, keys read back from RocksDB, and restores that start with an
-/// unknown window.
+/// The window in front of RocksDB (`--join-state window`) far smaller than
+/// the join's state: written out whole again and again, keys read back from
+/// RocksDB, and restores that start with an unknown window.
 #[test]
 fn killed_at_random_moments_with_a_window_that_spills() {
-    let summary = crash_rounds(&["--window-memory-mb", "1"], 8);
+    let summary = crash_rounds(&["--join-state", "window", "--window-memory-mb", "1"], 8);
     assert!(summary["window_spills"].as_u64() > Some(0), "{summary}");
     assert!(summary["keys_loaded"].as_u64() > Some(0), "{summary}");
+}
+
+/// Bucketed state (the default) on a workload dense in event time (two
+/// hours instead of a day: the live state is many times the 1 MiB budget):
+/// runs spill to disk, buckets expire whole, checkpoints carry runs and
+/// restores reopen them, across kills at random moments.
+#[test]
+fn killed_at_random_moments_on_a_dense_workload_with_buckets_that_spill_and_expire() {
+    let summary = crash_rounds_on(
+        |dir| gen_dense(dir, 11, IMPRESSIONS, 7_200_000),
+        &["--window-memory-mb", "1"],
+        8,
+    );
+    assert!(summary["bucket_spills"].as_u64() > Some(0), "{summary}");
+    assert!(summary["run_probes"].as_u64() > Some(0), "{summary}");
+    assert!(summary["buckets_expired"].as_u64() > Some(0), "{summary}");
 }
 
 /// Every event through RocksDB: probes are range scans, cleanup by timers.
@@ -56,8 +72,16 @@ fn killed_at_random_moments_with_every_event_in_rocksdb() {
 /// Kills the job at random moments until `min_crashes` happened, each round
 /// rerun to the end; returns the summary of the uninterrupted reference run.
 fn crash_rounds(extra: &[&str], min_crashes: usize) -> serde_json::Value {
+    crash_rounds_on(|dir| gen(dir, 7, IMPRESSIONS, 0.0), extra, min_crashes)
+}
+
+fn crash_rounds_on(
+    input: impl FnOnce(&std::path::Path) -> Input,
+    extra: &[&str],
+    min_crashes: usize,
+) -> serde_json::Value {
     let tmp = tempfile::tempdir().unwrap();
-    let input = gen(&tmp.path().join("in"), 7, IMPRESSIONS, 0.0);
+    let input = input(&tmp.path().join("in"));
     let oracle = input.oracle(0);
     assert!(oracle.expected.len() > 1000, "the input joins");
     assert!(oracle.late_events.is_empty());

@@ -3,8 +3,13 @@
 //! spill, barriers at random points, restarts from the store in between)
 //! and with every event in RocksDB (`window_bytes = 0`) give the same rows,
 //! late events included, for both cleanups and with allowed lateness.
+//! The same holds for bucketed state (`--join-state buckets`): budgets that
+//! spill runs at every insert, barrier cuts, restarts from the cut's runs
+//! (as a checkpoint restore) and from the map states they were written
+//! into (as a savepoint restore).
 
 use join_operator::event::{Impression, JoinedRow, LateEvent, Play, Stream};
+use join_operator::operator::buckets::RestoredRuns;
 use join_operator::operator::{
     descriptors, schemas, Cleanup, JoinConfig, JoinOperator, OperatorError, Output,
 };
@@ -86,6 +91,29 @@ struct Plan {
     /// Arrival indexes after which the operator is dropped and rebuilt on
     /// the store (a restore from a checkpoint taken right there).
     restarts: Vec<usize>,
+    /// Bucketed state instead of the window.
+    buckets: bool,
+}
+
+/// Every part of the cuts written as a run, copied into a fresh folder and
+/// opened: what a checkpoint's upload and a restore do with them.
+fn restore_cut(cuts: Vec<state_core::BucketCut>, into: &std::path::Path) -> RestoredRuns {
+    std::fs::create_dir_all(into).unwrap();
+    let mut restored = RestoredRuns::new();
+    let mut seen = std::collections::HashSet::new();
+    for cut in cuts {
+        let mut infos = Vec::new();
+        for part in &cut.parts {
+            let run = part.run().unwrap();
+            if seen.insert(run.info().file.clone()) {
+                std::fs::copy(run.path(), into.join(&run.info().file)).unwrap();
+                infos.push(run.info().clone());
+            }
+        }
+        let runs = state_core::bucket::open_runs(into, &infos).unwrap();
+        restored.entry(cut.state).or_default().extend(runs);
+    }
+    restored
 }
 
 fn run(arrivals: Vec<Arrival>, plan: &Plan) -> (Vec<JoinedRow>, Vec<i64>) {
@@ -95,7 +123,14 @@ fn run(arrivals: Vec<Arrival>, plan: &Plan) -> (Vec<JoinedRow>, Vec<i64>) {
         .with_key_groups(KeyGroupRange::new(0, 7).unwrap());
     let store = StateStore::open(dir.path(), opts).unwrap();
     let all = KeyGroupRange::new(0, 7).unwrap();
+    let buckets_dir = dir.path().join("buckets");
+    let mut generation = 0;
     let mut op = JoinOperator::new(&store, all, plan.cfg).unwrap();
+    if plan.buckets {
+        op = op
+            .with_buckets(&store, &buckets_dir.join("0"), &RestoredRuns::new())
+            .unwrap();
+    }
     let mut out = Collect::default();
     let mut max_ts = i64::MIN;
     let mut watermark = i64::MIN;
@@ -112,14 +147,36 @@ fn run(arrivals: Vec<Arrival>, plan: &Plan) -> (Vec<JoinedRow>, Vec<i64>) {
             while op.on_watermark(watermark).unwrap() == plan.cfg.timer_batch {}
             store.advance_event_time(watermark);
         }
-        if plan.barriers.contains(&i) || plan.restarts.contains(&i) {
+        if (plan.barriers.contains(&i) || plan.restarts.contains(&i)) && !plan.buckets {
             op.flush().unwrap();
             op.persist().unwrap();
         }
-        if plan.restarts.contains(&i) {
+        if plan.barriers.contains(&i) && plan.buckets {
+            for part in op.cut().iter().flat_map(|c| c.parts.iter()) {
+                part.run().unwrap();
+            }
+        }
+        if plan.restarts.contains(&i) && !plan.buckets {
             drop(op);
             op = JoinOperator::new(&store, all, plan.cfg).unwrap();
             op.store_holds_events_up_to(max_ts);
+        }
+        if plan.restarts.contains(&i) && plan.buckets {
+            generation += 1;
+            let gen_dir = buckets_dir.join(generation.to_string());
+            // Odd restarts: from the cut's runs (a checkpoint); even ones:
+            // from the map states they are written into (a savepoint).
+            let restored = if generation % 2 == 1 {
+                restore_cut(op.cut(), &gen_dir.join("restored"))
+            } else {
+                op.materialize(&store).unwrap();
+                RestoredRuns::new()
+            };
+            drop(op);
+            op = JoinOperator::new(&store, all, plan.cfg)
+                .unwrap()
+                .with_buckets(&store, &gen_dir, &restored)
+                .unwrap();
         }
     }
     let mut rows = out.rows;
@@ -172,13 +229,23 @@ proptest! {
             batch,
             barriers: vec![],
             restarts: vec![],
+            buckets: false,
         });
         let windowed = run(arrivals(&specs), &Plan {
             cfg: cfg(budget),
             batch,
+            barriers: barriers.clone(),
+            restarts: restarts.clone(),
+            buckets: false,
+        });
+        prop_assert_eq!(&windowed, &reference);
+        let bucketed = run(arrivals(&specs), &Plan {
+            cfg: cfg(budget),
+            batch,
             barriers,
             restarts,
+            buckets: true,
         });
-        prop_assert_eq!(windowed, reference);
+        prop_assert_eq!(bucketed, reference);
     }
 }

@@ -3,12 +3,14 @@
 //! as range scans, and event-time timers that drop what the watermark has
 //! made useless.
 
+pub mod buckets;
 pub mod codec;
 pub mod schemas;
 pub mod window;
 
 use crate::event::{Impression, JoinedRow, LateEvent, LateReason, Play, Stream, JOIN_WINDOW_MS};
 use crate::source::{Arrival, Arrived};
+use buckets::{Buckets, RestoredRuns};
 use codec::{ImpressionCodec, PlayCodec};
 use state_core::{
     keys, KeyFormat, KeyGroupRange, MapState, StateBatch, StateDescriptor, StateError, StateStore,
@@ -16,6 +18,7 @@ use state_core::{
 };
 use std::collections::HashSet;
 use std::ops::Bound;
+use std::path::Path;
 use window::{Entry, Window};
 
 pub const IMPRESSIONS_STATE: &str = "impressions";
@@ -25,6 +28,8 @@ pub const PLAYS_STATE: &str = "plays";
 pub enum OperatorError {
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Bucket(#[from] state_core::BucketError),
     #[error("state '{state}': {reason}")]
     Schema { state: &'static str, reason: String },
     #[error("output: {0}")]
@@ -100,6 +105,14 @@ pub struct OperatorStats {
     pub keys_loaded: u64,
     /// Window entries written to the store (at barriers and spills).
     pub entries_persisted: u64,
+    /// Bucketed state: runs written because memory ran out.
+    pub bucket_spills: u64,
+    /// Bucketed state: probes of on-disk runs that read blocks, and those a
+    /// run's key filter answered without a read.
+    pub run_probes: u64,
+    pub filter_skips: u64,
+    /// Bucketed state: buckets dropped whole by the watermark.
+    pub buckets_expired: u64,
 }
 
 /// The states the operator declares, with the impression schema in force.
@@ -127,7 +140,7 @@ pub fn key_bytes(profile_id: i64, title_id: i64) -> [u8; 16] {
 
 /// User key of a buffered event: `(ts_ms, id)`, so entries of a key iterate
 /// in event-time order and time ranges are key ranges.
-fn user_key(ts_ms: i64, id: i64) -> [u8; 16] {
+pub(crate) fn user_key(ts_ms: i64, id: i64) -> [u8; 16] {
     key_bytes(ts_ms, id)
 }
 
@@ -160,6 +173,10 @@ pub struct JoinOperator {
     pending: HashSet<[u8; 16]>,
     /// The join window in memory, when enabled.
     window: Option<Window>,
+    /// The buffered events in bucketed state, when enabled (replaces the
+    /// window and the map states).
+    buckets: Option<Buckets>,
+    key_groups: KeyGroupRange,
     max_parallelism: u16,
     stats: OperatorStats,
 }
@@ -198,6 +215,8 @@ impl JoinOperator {
             impressions: store.map_state(IMPRESSIONS_STATE, imp_codec)?,
             plays: store.map_state(PLAYS_STATE, play_codec)?,
             window,
+            buckets: None,
+            key_groups,
             max_parallelism: store.max_parallelism(),
             timers: store.timers_for(key_groups),
             cfg,
@@ -219,8 +238,56 @@ impl JoinOperator {
         }
     }
 
+    /// Keeps the buffered events in bucketed state under `dir` (with the
+    /// runs of a restored checkpoint) instead of the window and the map
+    /// states. Events the map states hold (a checkpoint or savepoint from
+    /// before buckets) move into the buckets first.
+    pub fn with_buckets(
+        mut self,
+        store: &StateStore,
+        dir: &Path,
+        restored: &RestoredRuns,
+    ) -> Result<Self, OperatorError> {
+        let mut buckets = Buckets::open(
+            store,
+            dir,
+            self.cfg.window_bytes,
+            self.cfg.allowed_lateness_ms,
+            restored,
+        )?;
+        if !store_is_empty(store, self.key_groups)? {
+            buckets.adopt_store_entries(store, self.key_groups, &self.impressions, &self.plays)?;
+        }
+        self.window = None;
+        self.buckets = Some(buckets);
+        Ok(self)
+    }
+
     pub fn stats(&self) -> OperatorStats {
-        self.stats
+        let mut stats = self.stats;
+        if let Some(b) = &self.buckets {
+            let s = b.stats();
+            stats.bucket_spills = s.spills;
+            stats.run_probes = s.run_probes;
+            stats.filter_skips = s.filter_skips;
+            stats.buckets_expired = s.buckets_expired;
+        }
+        stats
+    }
+
+    /// The barrier's cut of the bucketed state (empty without it): to hand
+    /// to the checkpoint with the store's.
+    pub fn cut(&mut self) -> Vec<state_core::BucketCut> {
+        self.buckets.as_mut().map(|b| b.cut()).unwrap_or_default()
+    }
+
+    /// Writes the bucketed state into the map states (for a savepoint of
+    /// the store); returns how many entries.
+    pub fn materialize(&mut self, store: &StateStore) -> Result<u64, OperatorError> {
+        match self.buckets.as_mut() {
+            Some(b) => b.materialize(store),
+            None => Ok(0),
+        }
     }
 
     /// Commits the writes of the events processed so far.
@@ -255,6 +322,13 @@ impl JoinOperator {
                 Arrived::Play(p) => LateEvent::new(Stream::Play, p, arrival.join_watermark, reason),
             };
             return out.late(&late);
+        }
+        if let Some(b) = self.buckets.as_mut() {
+            self.stats.rows += match arrival.event {
+                Arrived::Impression(i) => b.impression(i, out)?,
+                Arrived::Play(p) => b.play(p, out)?,
+            };
+            return Ok(());
         }
         match (arrival.event, self.window.is_some()) {
             (Arrived::Impression(i), true) => self.window_impression(i, out),
@@ -473,6 +547,9 @@ impl JoinOperator {
             self.stats.window_expired += window.expire(watermark) as u64;
             window.shrink_after_burst();
         }
+        if let Some(b) = self.buckets.as_mut() {
+            self.stats.window_expired += b.expire(watermark);
+        }
         self.flush()?;
         self.fired.clear();
         let n = self
@@ -505,7 +582,7 @@ impl JoinOperator {
 const PERSIST_BATCH: usize = 64 * 1024;
 
 /// The event time at which an impression can no longer match an on-time play.
-fn impression_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
+pub(crate) fn impression_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
     ts_ms
         .saturating_add(JOIN_WINDOW_MS)
         .saturating_add(allowed_lateness_ms)
@@ -513,7 +590,7 @@ fn impression_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
 }
 
 /// The event time at which a play can no longer match an on-time impression.
-fn play_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
+pub(crate) fn play_cleanup(ts_ms: i64, allowed_lateness_ms: i64) -> i64 {
     ts_ms.saturating_add(allowed_lateness_ms).saturating_add(1)
 }
 

@@ -69,6 +69,24 @@ pub fn gen(dir: &Path, seed: u64, impressions: u64, late_fraction: f64) -> Input
     }
 }
 
+/// A workload denser in event time: `impressions` over `span_ms`.
+pub fn gen_dense(dir: &Path, seed: u64, impressions: u64, span_ms: i64) -> Input {
+    let out = Command::new(exe())
+        .args(["gen", "--json", "--seed", &seed.to_string()])
+        .args(["--impressions", &impressions.to_string()])
+        .args(["--span-ms", &span_ms.to_string()])
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gen: {}", text(&out.stderr));
+    Input {
+        impressions: dir.join("impressions.csv"),
+        plays: dir.join("plays.csv"),
+        summary: serde_json::from_slice(&out.stdout).unwrap(),
+    }
+}
+
 /// One `stream-join run` command line, rerun identically after each crash.
 #[derive(Clone)]
 pub struct Job {
