@@ -8,7 +8,7 @@ use crate::schema_cmd::OutputFormat;
 use serde_json::{json, Value as Json};
 use state_core::checkpoint::{io_runtime, open_job, states_from_manifest};
 use state_core::savepoint::{self as sp, Entry, EntryValue, Savepoint, SourceKind, WriteOptions};
-use state_core::{JobStore, JobStoreOptions, KeyGroupRange, StoreOptions};
+use state_core::{JobStore, JobStoreOptions, KeyGroupRange, Manifest, StoreOptions};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -435,6 +435,38 @@ fn inspect_savepoint(url: &str, deep: bool, now: i64) -> Result<Outcome, CmdErro
     Ok(Outcome::ok(j, t))
 }
 
+/// The bucketed states of a checkpoint (runs, entries, bytes, buckets and
+/// the event time they cover); tools see their entries in the map states of
+/// the same names.
+fn inspect_buckets(manifest: &Manifest, t: &mut String) -> Result<serde_json::Value, CmdError> {
+    let Some(doc) = state_core::checkpoint_buckets::buckets_of(manifest)? else {
+        return Ok(serde_json::Value::Null);
+    };
+    let mut out = serde_json::Map::new();
+    for (state, runs) in &doc.states {
+        let entries = runs.iter().fold(0u64, |a, r| a.saturating_add(r.entries));
+        let bytes = runs.iter().fold(0u64, |a, r| a.saturating_add(r.bytes));
+        let buckets: std::collections::BTreeSet<i64> = runs.iter().map(|r| r.bucket_start).collect();
+        let from = runs.iter().map(|r| r.min_ts).min();
+        let to = runs.iter().map(|r| r.max_ts).max();
+        let _ = writeln!(
+            t,
+            "  bucketed state {state}: {} runs in {} buckets, {entries} entries, {}, event time {} .. {}",
+            runs.len(),
+            buckets.len(),
+            bytes_str(bytes),
+            from.map(time_str).unwrap_or_else(|| "-".into()),
+            to.map(time_str).unwrap_or_else(|| "-".into()),
+        );
+        out.insert(
+            state.clone(),
+            json!({"runs": runs.len(), "buckets": buckets.len(), "entries": entries,
+                "bytes": bytes, "min_ts": from, "max_ts": to}),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
 fn inspect_checkpoint(
     ctx: &Ctx,
     job: &str,
@@ -497,6 +529,7 @@ fn inspect_checkpoint(
                 "logical_bytes": bytes, "changed_bytes": changed})
         }
     };
+    let buckets_json = inspect_buckets(&manifest, &mut t)?;
     let mut states = Vec::new();
     for m in &metas {
         let d = stats
@@ -556,7 +589,8 @@ fn inspect_checkpoint(
         "parent": manifest.parent, "created_ms": manifest.created_ms, "files": manifest.files.len(),
         "total_bytes": manifest.total_bytes, "uploaded_bytes": manifest.uploaded_bytes,
         "max_parallelism": manifest.max_parallelism, "key_group_range": [manifest.key_group_range.0, manifest.key_group_range.1],
-        "deep": deep, "layout": layout_json, "states": states, "user": manifest.user});
+        "deep": deep, "layout": layout_json, "buckets": buckets_json, "states": states,
+        "user": manifest.user});
     Ok(Outcome::ok(j, t))
 }
 
