@@ -36,6 +36,45 @@ fn missing_input_file_is_refused() {
     assert!(line.contains("no-such-plays.csv"), "{line}");
 }
 
+/// A second process on the output folder of a running job (a supervisor's
+/// restart while the old process still runs) refuses at once, naming the
+/// holder's pid, instead of removing the running job's local state.
+#[test]
+fn a_second_process_on_the_same_output_refuses_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = small_input(&tmp.path().join("in"));
+    // The first job blocks on a FIFO nobody writes to, holding the lock.
+    let fifo = tmp.path().join("impressions.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = tmp.path().join("out");
+    let ckpt = tmp.path().join("ckpt");
+    let mut first = Job::new(&input, &out, ckpt.to_str().unwrap());
+    first.impressions = fifo.clone();
+    let mut running = first.spawn(&[]);
+    let lock = out.join(".job").join("LOCK-all");
+    let pid = running.id().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fs::read_to_string(&lock).unwrap_or_default() != pid {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first job never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = Job::new(&input, &out, ckpt.to_str().unwrap());
+    let line = assert_one_line_error(&second.output(&[]));
+    assert!(line.contains(&pid) && line.contains("in use"), "{line}");
+    running.kill().unwrap();
+    running.wait().unwrap();
+    // Once the holder is gone, the same command runs.
+    let summary = second.run_ok();
+    assert!(summary["events"].as_u64() > Some(0), "{summary}");
+}
+
 #[test]
 fn malformed_csv_line_names_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
