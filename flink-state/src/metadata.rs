@@ -510,3 +510,61 @@ fn read_named_handles(r: &mut Reader, what: &'static str) -> Result<Vec<(String,
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal `_metadata` of `version`: one operator, one subtask with
+    /// no state (v5+ add name and uid, v7 a ref-checkpoint flag).
+    fn minimal(version: i32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(MAGIC.to_be_bytes());
+        b.extend(version.to_be_bytes());
+        b.extend(42i64.to_be_bytes());
+        b.extend(0i32.to_be_bytes()); // master states
+        b.extend(1i32.to_be_bytes()); // operators
+        if version >= 5 {
+            for s in ["op", "uid-1"] {
+                b.extend((s.len() as u16).to_be_bytes());
+                b.extend(s.as_bytes());
+            }
+        }
+        b.extend([7u8; 16]);
+        b.extend(2i32.to_be_bytes());
+        b.extend(128i32.to_be_bytes());
+        b.push(0); // coordinator
+        b.extend(2i32.to_be_bytes()); // two subtasks: one running, one finished
+        b.extend(0i32.to_be_bytes());
+        b.extend([0u8; 8]); // no managed / raw operator state
+        b.extend([0u8, 0]); // no managed / raw keyed state
+        b.extend([0u8; 8]); // no channel state
+        if version >= 7 {
+            b.push(1);
+            b.extend(41i64.to_be_bytes());
+        }
+        b.extend((-2i32).to_be_bytes()); // subtask 1, finished
+        b
+    }
+
+    #[test]
+    fn versions_3_to_7() {
+        for v in 3..=7 {
+            let m = Metadata::parse(&minimal(v)).unwrap_or_else(|e| panic!("v{v}: {e}"));
+            assert_eq!((m.version, m.checkpoint_id), (v, 42));
+            let op = &m.operators[0];
+            assert_eq!(op.uid, if v >= 5 { "uid-1" } else { "" });
+            assert_eq!(op.id_hex(), "07".repeat(16));
+            assert_eq!(op.subtasks.len(), 2);
+            assert!(op.subtasks[1].finished && op.subtasks[1].index == 1);
+        }
+        assert!(matches!(
+            Metadata::parse(&minimal(2)),
+            Err(FlinkError::UnsupportedVersion(2))
+        ));
+        assert!(matches!(
+            Metadata::parse(b"PK\x03\x04...."),
+            Err(FlinkError::NotFlink { .. })
+        ));
+    }
+}

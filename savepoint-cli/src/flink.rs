@@ -116,23 +116,42 @@ fn has_flink_metadata(storage: &dyn Storage, rel: &str) -> bool {
         .is_ok_and(|b| is_flink_metadata(&b))
 }
 
-/// The `chk-N` folders of a job's checkpoint folder (local folders only
-/// are listed; in object stores name the chk-N folder).
+/// The `chk-N` folders of a job's checkpoint folder, oldest first.
 fn checkpoint_dirs(url: &str) -> Vec<String> {
-    let local = url.strip_prefix("file://").unwrap_or(url);
-    if url.contains("://") && !url.starts_with("file://") {
-        return Vec::new();
-    }
-    let Ok(rd) = std::fs::read_dir(local) else {
-        return Vec::new();
+    let mut names = if url.contains("://") && !url.starts_with("file://") {
+        store_dirs(url)
+    } else {
+        let local = url.strip_prefix("file://").unwrap_or(url);
+        let Ok(rd) = std::fs::read_dir(local) else {
+            return Vec::new();
+        };
+        rd.filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
     };
-    let mut names: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| flink_state::storage::is_chk_dir(n))
-        .collect();
+    names.retain(|n| flink_state::storage::is_chk_dir(n));
     names.sort_by_key(|n| n[4..].parse::<u64>().unwrap_or(0));
     names
+}
+
+/// The folder names right under an object-store URL (none if unreachable).
+fn store_dirs(url: &str) -> Vec<String> {
+    let Ok(rt) = state_core::checkpoint::io_runtime() else {
+        return Vec::new();
+    };
+    let listed = rt.block_on(async {
+        let (store, prefix) = checkpoint_store::open_store(url).await.ok()?;
+        let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
+        store.list_with_delimiter(prefix.as_ref()).await.ok()
+    });
+    listed
+        .map(|l| {
+            l.common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Looks for a Flink snapshot at `url`; None when it is not one.
@@ -567,6 +586,54 @@ mod tests {
                 .dump(op, &DumpOptions::default(), &mut |_| Ok(()))
                 .unwrap();
             lines += r.lines;
+        }
+        assert_eq!(lines, 751);
+    }
+
+    fn upload(rt: &Runtime, store: &Arc<dyn ObjectStore>, dir: &std::path::Path, rel: &str) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = format!("{rel}{}", e.file_name().to_string_lossy());
+            if e.path().is_dir() {
+                upload(rt, store, &e.path(), &format!("{name}/"));
+            } else {
+                let bytes = std::fs::read(e.path()).unwrap();
+                rt.block_on(store.put(&StorePath::from(name.as_str()), PutPayload::from(bytes)))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// A job's checkpoint folder in an object store: the newest chk-N is
+    /// found by listing, its absolute paths re-rooted, its SSTs read.
+    #[test]
+    fn incremental_checkpoint_in_an_object_store() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../flink-state/tests/fixtures/flink/A-p1/checkpoints");
+        let job = std::fs::read_dir(&fixtures)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let rt = state_core::checkpoint::io_runtime().unwrap();
+        let (store, _) = rt
+            .block_on(checkpoint_store::open_store("memory://flink-job-test"))
+            .unwrap();
+        upload(&rt, &store, &job, "");
+        assert_eq!(checkpoint_dirs("memory://flink-job-test"), ["chk-5"]);
+        let found = detect("memory://flink-job-test", None)
+            .unwrap()
+            .expect("a Flink checkpoint");
+        assert_eq!(found.base, "chk-5");
+        let snap = FlinkSnapshot::open(found.storage.as_ref(), &found.base).unwrap();
+        let opts = DumpOptions {
+            lsm: Some(&crate::flink_rocksdb::FlinkLsm),
+            ..Default::default()
+        };
+        let mut lines = 0;
+        for op in &snap.metadata.operators {
+            lines += snap.dump(op, &opts, &mut |_| Ok(())).unwrap().lines;
         }
         assert_eq!(lines, 751);
     }
