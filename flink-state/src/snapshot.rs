@@ -44,6 +44,9 @@ pub struct DumpOptions<'a> {
     pub lsm: Option<&'a dyn LsmScanner>,
     /// Recompute the key group of every String key (verify).
     pub check_key_groups: bool,
+    /// Read only this key group of key-group streams (a point lookup:
+    /// `get` computes it from the key). Native snapshots are scanned whole.
+    pub key_group: Option<i32>,
 }
 
 #[derive(Debug, Default)]
@@ -315,6 +318,10 @@ impl<'s> FlinkSnapshot<'s> {
             return Ok(());
         };
         let decoders = self.decoders(&header, ctx);
+        let blocks: Blocks = match ctx.opts.key_group {
+            Some(want) => blocks.into_iter().filter(|b| b.0 == want).collect(),
+            None => blocks,
+        };
         self.for_each_block(delegate, &blocks, &mut |kg, block| {
             if heap {
                 self.heap_block(&header, kg, block, ctx)

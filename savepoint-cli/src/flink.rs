@@ -442,6 +442,23 @@ fn pick_operator<'a>(
     }
 }
 
+/// The one key group to read: --key-group, or the group of a String
+/// --key (Flink's murmur hash of String.hashCode), so a lookup reads one
+/// key group instead of the whole state. Other key types are scanned.
+fn lookup_key_group(
+    snap: &FlinkSnapshot,
+    op: &flink_state::OperatorState,
+    filter: &Filter,
+) -> Option<i32> {
+    if let Some(kg) = filter.key_group {
+        return Some(i32::from(kg));
+    }
+    let key = filter.key.as_deref()?;
+    let header = snap.keyed_header(op).ok().flatten()?;
+    matches!(header.key, flink_state::serializer::Serializer::String)
+        .then(|| flink_state::keygroup::key_group_of_string(key, op.max_parallelism))
+}
+
 /// Streams the state's lines to stdout. Exit code 3 (internal): nothing matched.
 fn dump(
     f: &Found,
@@ -455,6 +472,7 @@ fn dump(
         state: Some(state.to_string()),
         lsm: Some(&FlinkLsm),
         check_key_groups: false,
+        key_group: lookup_key_group(&snap, op, filter),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut printed = 0u64;
