@@ -446,7 +446,8 @@ fn inspect_buckets(manifest: &Manifest, t: &mut String) -> Result<serde_json::Va
     for (state, runs) in &doc.states {
         let entries = runs.iter().fold(0u64, |a, r| a.saturating_add(r.entries));
         let bytes = runs.iter().fold(0u64, |a, r| a.saturating_add(r.bytes));
-        let buckets: std::collections::BTreeSet<i64> = runs.iter().map(|r| r.bucket_start).collect();
+        let buckets: std::collections::BTreeSet<i64> =
+            runs.iter().map(|r| r.bucket_start).collect();
         let from = runs.iter().map(|r| r.min_ts).min();
         let to = runs.iter().map(|r| r.max_ts).max();
         let _ = writeln!(
