@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{contents, descriptors, Contents, V};
+use common::{contents, copy_tree, descriptors, Contents, V};
 use state_core::checkpoint::{io_runtime, open_job, CheckpointLayout};
 use state_core::*;
 use std::path::{Path, PathBuf};
@@ -51,19 +51,6 @@ fn expected() -> Contents {
     write(&store, 0, 300);
     write(&store, 300, 420);
     contents(&store)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 fn restores(layout: &str) {

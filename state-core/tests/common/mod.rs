@@ -5,6 +5,7 @@
 
 use state_core::*;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 pub const SCHEMA: &str = r#"{"type":"record","name":"V","fields":[{"name":"n","type":"long"},{"name":"s","type":"string"}]}"#;
 
@@ -45,4 +46,18 @@ pub fn contents(store: &StateStore) -> Contents {
         entries(store, &["v", "l", "m"]),
         store.timers().all().unwrap(),
     )
+}
+
+/// Copies a folder tree (fixtures are never opened in place).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
