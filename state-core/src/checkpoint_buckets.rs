@@ -152,18 +152,8 @@ pub fn materialize_runs(
                 if !range.contains(e.key_group) {
                     return Ok(());
                 }
-                let entry = crate::iter::RawEntry {
-                    key_group: e.key_group,
-                    key: e.key.to_vec(),
-                    namespace: Vec::new(),
-                    user_key: e.user_key.to_vec(),
-                    value: e.value.to_vec(),
-                };
                 n += 1;
-                if let Err(err) = writer
-                    .put(state, &entry)
-                    .and_then(|()| writer.maybe_commit())
-                {
+                if let Err(err) = writer.put_run_entry(state, e) {
                     failed = Some(err);
                     return Err(crate::bucket::BucketError::Callback("stopped".into()));
                 }

@@ -176,6 +176,24 @@ impl RawWriter<'_> {
         Ok(())
     }
 
+    /// Puts an entry of a bucket run into the map state `state` (committing
+    /// in chunks as [`Self::maybe_commit`] does).
+    pub fn put_run_entry(
+        &mut self,
+        state: &str,
+        e: &crate::bucket::run::RunEntry<'_>,
+    ) -> Result<()> {
+        let entry = RawEntry {
+            key_group: e.key_group,
+            key: e.key.to_vec(),
+            namespace: Vec::new(),
+            user_key: e.user_key.to_vec(),
+            value: e.value.to_vec(),
+        };
+        self.put(state, &entry)?;
+        self.maybe_commit()
+    }
+
     /// Writes every entry of a bucketed state into the map state of the
     /// same name: how savepoints and tools see a bucketed state (a map
     /// state whose user key orders its entries by time). Returns how many.
@@ -192,16 +210,8 @@ impl RawWriter<'_> {
         let name = state.name().to_string();
         let mut n = 0u64;
         let written = state.for_each_encoded(|e| {
-            let entry = RawEntry {
-                key_group: e.key_group,
-                key: e.key.to_vec(),
-                namespace: Vec::new(),
-                user_key: e.user_key.to_vec(),
-                value: e.value.to_vec(),
-            };
             n += 1;
-            self.put(&name, &entry)
-                .and_then(|()| self.maybe_commit())
+            self.put_run_entry(&name, e)
                 .map_err(|e| crate::bucket::BucketError::Callback(Box::new(e)))
         });
         match written {

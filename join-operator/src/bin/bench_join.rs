@@ -187,7 +187,6 @@ fn main() -> BenchResult<()> {
                 &vs,
             );
             details(&s, events);
-
         }
         if w.name == "L2" {
             // The last checkpoint of a whole run holds little (the plays
@@ -201,6 +200,20 @@ fn main() -> BenchResult<()> {
     Ok(())
 }
 
+/// `stream-join run` on the inputs, writing under `work`.
+fn job_command(job_bin: &Path, imps: &Path, plays: &Path, work: &Path) -> Command {
+    let mut c = Command::new(job_bin);
+    c.args(["run", "--impressions"])
+        .arg(imps)
+        .arg("--plays")
+        .arg(plays)
+        .arg("--output")
+        .arg(work.join("out"))
+        .arg("--checkpoints")
+        .arg(work.join("checkpoints"));
+    c
+}
+
 /// Runs the job until its `n`th checkpoint is committed (the crash drill).
 fn crash_after_checkpoints(
     job_bin: &Path,
@@ -209,15 +222,7 @@ fn crash_after_checkpoints(
     work: &Path,
     n: u32,
 ) -> BenchResult<()> {
-    let out = Command::new(job_bin)
-        .args(["run", "--impressions"])
-        .arg(imps)
-        .arg("--plays")
-        .arg(plays)
-        .arg("--output")
-        .arg(work.join("out"))
-        .arg("--checkpoints")
-        .arg(work.join("checkpoints"))
+    let out = job_command(job_bin, imps, plays, work)
         .args(["--checkpoint-interval-ms", "10000"])
         .args(["--stop-after-checkpoints", &n.to_string()])
         .output()?;
@@ -257,15 +262,7 @@ fn run_job(
     events: u64,
     extra: &[&str],
 ) -> BenchResult<Summary> {
-    let out = Command::new(job_bin)
-        .args(["run", "--impressions"])
-        .arg(imps)
-        .arg("--plays")
-        .arg(plays)
-        .arg("--output")
-        .arg(work.join("out"))
-        .arg("--checkpoints")
-        .arg(work.join("checkpoints"))
+    let out = job_command(job_bin, imps, plays, work)
         .args(["--expected-events", &events.to_string()])
         .args(extra)
         .output()?;

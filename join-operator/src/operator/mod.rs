@@ -188,19 +188,7 @@ impl JoinOperator {
         key_groups: KeyGroupRange,
         cfg: JoinConfig,
     ) -> Result<Self, OperatorError> {
-        let imp_codec =
-            ImpressionCodec::new(&store.current_schema(IMPRESSIONS_STATE)?).map_err(|reason| {
-                OperatorError::Schema {
-                    state: IMPRESSIONS_STATE,
-                    reason,
-                }
-            })?;
-        let play_codec = PlayCodec::new(&store.current_schema(PLAYS_STATE)?).map_err(|reason| {
-            OperatorError::Schema {
-                state: PLAYS_STATE,
-                reason,
-            }
-        })?;
+        let (imp_codec, play_codec) = codecs(store)?;
         let window = if cfg.window_bytes > 0 {
             let complete_from = if store_is_empty(store, key_groups)? {
                 i64::MIN
@@ -671,6 +659,24 @@ impl EntryWriter<'_> {
         }
         Ok(())
     }
+}
+
+/// The codecs of the buffered events under the store's current schemas.
+fn codecs(store: &StateStore) -> Result<(ImpressionCodec, PlayCodec), OperatorError> {
+    let imp =
+        ImpressionCodec::new(&store.current_schema(IMPRESSIONS_STATE)?).map_err(|reason| {
+            OperatorError::Schema {
+                state: IMPRESSIONS_STATE,
+                reason,
+            }
+        })?;
+    let play = PlayCodec::new(&store.current_schema(PLAYS_STATE)?).map_err(|reason| {
+        OperatorError::Schema {
+            state: PLAYS_STATE,
+            reason,
+        }
+    })?;
+    Ok((imp, play))
 }
 
 /// Whether the store holds no buffered event of `range` (a fresh job).

@@ -53,28 +53,24 @@ impl Input {
 
 /// `stream-join gen` into `dir`.
 pub fn gen(dir: &Path, seed: u64, impressions: u64, late_fraction: f64) -> Input {
-    let out = Command::new(exe())
-        .args(["gen", "--json", "--seed", &seed.to_string()])
-        .args(["--impressions", &impressions.to_string()])
-        .args(["--late-fraction", &late_fraction.to_string()])
-        .arg("--out")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "gen: {}", text(&out.stderr));
-    Input {
-        impressions: dir.join("impressions.csv"),
-        plays: dir.join("plays.csv"),
-        summary: serde_json::from_slice(&out.stdout).unwrap(),
-    }
+    gen_with(
+        dir,
+        seed,
+        impressions,
+        &["--late-fraction", &late_fraction.to_string()],
+    )
 }
 
 /// A workload denser in event time: `impressions` over `span_ms`.
 pub fn gen_dense(dir: &Path, seed: u64, impressions: u64, span_ms: i64) -> Input {
+    gen_with(dir, seed, impressions, &["--span-ms", &span_ms.to_string()])
+}
+
+fn gen_with(dir: &Path, seed: u64, impressions: u64, extra: &[&str]) -> Input {
     let out = Command::new(exe())
         .args(["gen", "--json", "--seed", &seed.to_string()])
         .args(["--impressions", &impressions.to_string()])
-        .args(["--span-ms", &span_ms.to_string()])
+        .args(extra)
         .arg("--out")
         .arg(dir)
         .output()

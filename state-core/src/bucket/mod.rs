@@ -443,9 +443,9 @@ where
                 if let Some(mem) = mem {
                     for item in in_range(mem.get(key), lo, hi) {
                         hits.push(Hit {
-                            user_key: HitKey::Mem(&item.user_key),
+                            user_key: Held::Mem(&item.user_key),
                             ts: item.ts,
-                            value: HitValue::Mem(&item.value),
+                            value: Held::Mem(&item.value),
                             rank,
                         });
                     }
@@ -459,9 +459,9 @@ where
                         })?;
                         let value = decode_value(codec, name, e.value)?;
                         hits.push(Hit {
-                            user_key: HitKey::Run(uk),
+                            user_key: Held::Run(uk),
                             ts: e.ts,
-                            value: HitValue::Run(value),
+                            value: Held::Run(value),
                             rank,
                         });
                         Ok(())
@@ -740,37 +740,25 @@ fn in_range<U, V>(items: &[memtable::Item<U, V>], lo: i64, hi: i64) -> &[memtabl
 
 /// A probe's match: borrowed from memory, or decoded from a run.
 struct Hit<'a, U, V> {
-    user_key: HitKey<'a, U>,
+    user_key: Held<'a, U>,
     ts: i64,
-    value: HitValue<'a, V>,
+    value: Held<'a, V>,
     /// 0 for the active part, then older parts: lower is newer.
     rank: usize,
 }
 
-enum HitKey<'a, U> {
-    Mem(&'a U),
-    Run(U),
+/// A probe's user key or value: borrowed from a part in memory, or owned
+/// after decoding from a run.
+enum Held<'a, T> {
+    Mem(&'a T),
+    Run(T),
 }
 
-impl<U> HitKey<'_, U> {
-    fn get(&self) -> &U {
+impl<T> Held<'_, T> {
+    fn get(&self) -> &T {
         match self {
-            HitKey::Mem(u) => u,
-            HitKey::Run(u) => u,
-        }
-    }
-}
-
-enum HitValue<'a, V> {
-    Mem(&'a V),
-    Run(V),
-}
-
-impl<V> HitValue<'_, V> {
-    fn get(&self) -> &V {
-        match self {
-            HitValue::Mem(v) => v,
-            HitValue::Run(v) => v,
+            Held::Mem(t) => t,
+            Held::Run(t) => t,
         }
     }
 }
