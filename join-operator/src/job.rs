@@ -283,7 +283,7 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
             std::fs::remove_dir_all(dir).map_err(io_err(format!("clearing {}", dir.display())))?;
         }
     }
-    let use_buckets = args.join_state == JoinStateArg::Buckets && args.window_memory_mb > 0;
+    let mut use_buckets = args.join_state == JoinStateArg::Buckets && args.window_memory_mb > 0;
     let cfg = JoinConfig {
         allowed_lateness_ms: args.allowed_lateness_ms,
         cleanup: args.cleanup,
@@ -382,6 +382,21 @@ pub fn run(args: &RunArgs) -> Result<RunSummary, JobError> {
     };
     let sources = MergedSources::open_csv(&args.impressions, &args.plays, offsets, watermarks)?;
 
+    // Bucket runs are read with the current schema only: after a schema
+    // change the restored runs go into the map states and this run keeps
+    // its events in the window, which resolves older versions on read.
+    let evolved = [operator::IMPRESSIONS_STATE, operator::PLAYS_STATE]
+        .iter()
+        .map(|s| store.state_meta(s).map(|m| m.schemas.len() > 1))
+        .collect::<Result<Vec<_>, _>>()?
+        .contains(&true);
+    if use_buckets && evolved {
+        use_buckets = false;
+    }
+    if evolved && !restored_runs.is_empty() {
+        state_core::checkpoint_buckets::materialize_runs(&store, &restored_runs, plan.key_groups)?;
+        restored_runs.clear();
+    }
     let buckets = use_buckets.then(|| BucketSetup {
         dir: bucket_dir.clone(),
         restored: restored_runs,
