@@ -56,19 +56,7 @@ impl Buckets {
         let schema = |state: &'static str| -> Result<_, OperatorError> {
             Ok(store.state_meta(state)?.current_version())
         };
-        let imp_codec =
-            ImpressionCodec::new(&store.current_schema(IMPRESSIONS_STATE)?).map_err(|reason| {
-                OperatorError::Schema {
-                    state: IMPRESSIONS_STATE,
-                    reason,
-                }
-            })?;
-        let play_codec = PlayCodec::new(&store.current_schema(PLAYS_STATE)?).map_err(|reason| {
-            OperatorError::Schema {
-                state: PLAYS_STATE,
-                reason,
-            }
-        })?;
+        let (imp_codec, play_codec) = super::codecs(store)?;
         let base = BucketOptions {
             width_ms: IMPRESSION_BUCKET_MS,
             // Gone once the watermark reaches the entry's cleanup time.
